@@ -1,0 +1,1 @@
+"""Practice-system dialects: each module turns its input into the canonical model."""

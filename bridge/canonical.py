@@ -1,0 +1,110 @@
+"""The canonical case message: what every dialect normalises into.
+
+Pure data, no I/O. A dialect adapter parses its input into a :class:`CaseMessage`
+(a GP's message about a patient) and renders a :class:`Reply` (a nurse's answer) back
+into its own format. The FHIR R4 ``Communication`` of DESIGN.md is the wire shape of
+this model; ``CaseMessage.resource`` keeps the normalised R4 JSON for storage and
+for the structured payload of the Matrix event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+CARE_TYPE_SYSTEM = "https://wijkbrug.nl/fhir/CodeSystem/care-type"
+
+
+class CareType(Enum):
+    """The pinned care types (CodeSystem ``care-type``)."""
+
+    WIJKVERPLEGING = "wijkverpleging"
+    WONDZORG = "wondzorg"
+    PALLIATIEVE_ZORG = "palliatieve-zorg"
+    OUDERENZORG = "ouderenzorg"
+    GGZ = "ggz"
+    MEDICATIE = "medicatie"
+
+    @property
+    def display(self) -> str:
+        return _CARE_TYPE_DISPLAY[self]
+
+
+_CARE_TYPE_DISPLAY = {
+    CareType.WIJKVERPLEGING: "Wijkverpleging",
+    CareType.WONDZORG: "Wondzorg",
+    CareType.PALLIATIEVE_ZORG: "Palliatieve zorg",
+    CareType.OUDERENZORG: "Ouderenzorg",
+    CareType.GGZ: "GGZ",
+    CareType.MEDICATIE: "Medicatie",
+}
+
+
+class Priority(Enum):
+    """FHIR ``request-priority``."""
+
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    ASAP = "asap"
+    STAT = "stat"
+
+
+@dataclass(frozen=True)
+class Identifier:
+    system: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Patient:
+    """What the receiving nurse needs to recognise the patient. Patient data: never log it."""
+
+    bsn: str
+    postcode: str  # normalised, e.g. "1092AB"
+    name: str | None = None
+    birth_date: date | None = None
+
+
+@dataclass(frozen=True)
+class Party:
+    """The author of a message: a practitioner and the organisation she works for."""
+
+    name: str
+    organisation_name: str | None = None
+    agb: str | None = None  # practitioner AGB (or UZI/BIG in ``identifiers``)
+    organisation_agb: str | None = None
+    organisation_ura: str | None = None
+    matrix_id: str | None = None
+    identifiers: tuple[Identifier, ...] = ()
+
+
+@dataclass(frozen=True)
+class CaseMessage:
+    """A GP practice's message about a patient, to be routed to a provider team."""
+
+    identifier: Identifier  # the sender's own business identifier; idempotency key
+    care_type: CareType
+    patient: Patient
+    sender: Party
+    text: str
+    priority: Priority = Priority.ROUTINE
+    sent: datetime | None = None
+    recipient_ura: str | None = None  # empty = route by preferred provider
+    resource: dict[str, Any] = field(default_factory=dict)  # normalised R4 JSON
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message from the case room going back to the practice (a nurse's answer)."""
+
+    id: str  # Wijkbrug's logical id of the Communication
+    in_response_to: str  # logical id of the Communication it answers
+    case_number: str
+    care_type: CareType
+    sender: Party
+    text: str
+    sent: datetime
+    patient: Patient | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

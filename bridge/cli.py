@@ -1,0 +1,390 @@
+"""The ``wijkbrug`` command: run the bridge and manage the region's directory and routes.
+
+Exit codes: 0 ok, 1 a refused command (the message says why), 2 usage or configuration
+error, 3 database error, 4 homeserver unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge import __version__
+from bridge.canonical import CareType
+from bridge.config import (
+    ConfigError,
+    Settings,
+    generate_config,
+    load_settings,
+    settings_for_data_dir,
+    write_registration,
+)
+from bridge.errors import WijkbrugError
+from bridge.identifiers import normalise_postcode
+from bridge.runtime import open_store
+from bridge.schema import SchemaTooNewError
+from bridge.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_REFUSED, EXIT_CONFIG, EXIT_DATABASE, EXIT_HOMESERVER = 1, 2, 3, 4
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"wijkbrug: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn our errors into one actionable line and a distinct exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except WijkbrugError as exc:
+            _fail(exc.message, EXIT_REFUSED)
+        except ConfigError as exc:
+            _fail(f"configuration: {exc}", EXIT_CONFIG)
+        except SchemaTooNewError as exc:
+            _fail(str(exc), EXIT_DATABASE)
+        except SQLAlchemyError as exc:
+            _fail(f"database: {type(exc).__name__}: {exc.args[0] if exc.args else ''}",
+                  EXIT_DATABASE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Context:
+    """What the sub-commands share: where the installation is."""
+
+    def __init__(self, data_dir: Path, config: Path | None) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self._store: Store | None = None
+
+    def settings(self) -> Settings:
+        if self.config is not None:
+            return load_settings(self.config)
+        return settings_for_data_dir(self.data_dir)
+
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings())
+        return self._store
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    envvar="WIJKBRUG_DATA_DIR",
+    show_default=True,
+    help="Directory of the installation (config, database, keys).",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WIJKBRUG_CONFIG",
+    help="Config file (default: DATA_DIR/config.yaml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.version_option(__version__)
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path, config: Path | None, verbose: bool) -> None:
+    """Wijkbrug: GP messages to the preferred home-care provider, over encrypted Matrix."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # nio logs event and session details at INFO and below; we log ids ourselves.
+    for noisy in ("nio", "peewee", "httpx", "alembic.runtime"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = Context(data_dir, config)
+
+
+# ---------------------------------------------------------------------- organisations
+
+
+@main.group()
+def org() -> None:
+    """Organisations: practices, home-care providers, huisartsenposten."""
+
+
+@org.command("add")
+@click.argument("kind", type=click.Choice(["practice", "provider", "hap"]))
+@click.option("--agb", help="AGB code (8 digits).")
+@click.option("--ura", help="URA number (8 digits).")
+@click.option("--name", required=True)
+@pass_ctx
+@friendly_errors
+def org_add(ctx: Context, kind: str, agb: str | None, ura: str | None, name: str) -> None:
+    """Add an organisation."""
+    ref = ctx.store().add_org(kind, name, agb=agb, ura=ura)
+    click.echo(f"added {ref.kind} {ref.name} (id {ref.id})")
+
+
+@org.command("list")
+@pass_ctx
+@friendly_errors
+def org_list(ctx: Context) -> None:
+    """List the organisations."""
+    for o in ctx.store().list_orgs():
+        click.echo(f"{o.id}\t{o.kind}\tAGB {o.agb or '-'}\tURA {o.ura or '-'}\t{o.name}")
+
+
+# ---------------------------------------------------------------------- teams
+
+
+@main.group()
+def team() -> None:
+    """Teams of a home-care provider, with their nurses' Matrix IDs."""
+
+
+@team.command("add")
+@click.option("--provider", required=True, help="URA (or AGB) of the provider.")
+@click.option("--name", required=True)
+@click.option("--member", "members", multiple=True, help="Matrix ID of a nurse (repeat).")
+@pass_ctx
+@friendly_errors
+def team_add(ctx: Context, provider: str, name: str, members: tuple[str, ...]) -> None:
+    """Add a team to a provider."""
+    team_id = ctx.store().add_team(provider, name, list(members))
+    click.echo(f"added team {name} (id {team_id}) with {len(set(members))} member(s)")
+
+
+@team.command("list")
+@pass_ctx
+@friendly_errors
+def team_list(ctx: Context) -> None:
+    """List the teams and their members."""
+    for team_id, name, provider, members in ctx.store().list_teams():
+        click.echo(f"{team_id}\t{provider.name}\t{name}\t{' '.join(members)}")
+
+
+# ---------------------------------------------------------------------- routes
+
+
+def _pc4_range(value: str) -> tuple[int, int]:
+    low, _, high = value.partition("-")
+    try:
+        start, end = int(low), int(high or low)
+    except ValueError:
+        raise click.BadParameter("give a PC4 or a range like 1091-1098") from None
+    return start, end
+
+
+def _moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+care_type_option = click.option(
+    "--care-type", required=True, type=click.Choice([c.value for c in CareType])
+)
+
+
+@main.group()
+def route() -> None:
+    """Preferred-provider routes: care type x area -> provider."""
+
+
+@route.command("add")
+@care_type_option
+@click.option("--pc4", required=True, help="PC4 or range, e.g. 1091-1098.")
+@click.option("--provider", required=True, help="URA (or AGB) of the provider.")
+@click.option("--rank", default=1, show_default=True, help="1 = preferred, 2 = first fallback.")
+@click.option("--valid-from", help="ISO date the route starts.")
+@click.option("--valid-to", help="ISO date the route ends (exclusive).")
+@pass_ctx
+@friendly_errors
+def route_add(
+    ctx: Context,
+    care_type: str,
+    pc4: str,
+    provider: str,
+    rank: int,
+    valid_from: str | None,
+    valid_to: str | None,
+) -> None:
+    """Add a route."""
+    low, high = _pc4_range(pc4)
+    route_id = ctx.store().add_route(
+        CareType(care_type),
+        low,
+        high,
+        provider,
+        rank=rank,
+        valid_from=_moment(valid_from),
+        valid_to=_moment(valid_to),
+    )
+    click.echo(f"added route {route_id}")
+
+
+@route.command("list")
+@pass_ctx
+@friendly_errors
+def route_list(ctx: Context) -> None:
+    """List the routes."""
+    for r in sorted(ctx.store().route_rules(), key=lambda r: (r.care_type.value, r.pc4_from)):
+        click.echo(f"{r.id}\t{r.care_type.value}\t{r.pc4_from}-{r.pc4_to}\t{r.rank}\t{r.provider_name}")
+
+
+@route.command("explain")
+@care_type_option
+@click.option("--postcode", required=True)
+@click.option("--at", "at", help="ISO date-time to decide for (default: now).")
+@pass_ctx
+@friendly_errors
+def route_explain(ctx: Context, care_type: str, postcode: str, at: str | None) -> None:
+    """Show which provider a case would go to, and why."""
+    if normalise_postcode(postcode) is None:
+        raise click.BadParameter(f"{postcode!r} is not a Dutch postcode", param_hint="--postcode")
+    decision = ctx.store().decide(CareType(care_type), postcode, _moment(at))
+    for reason in decision.reasons:
+        click.echo(f"  - {reason}")
+    if decision.routed:
+        click.echo(f"-> {decision.provider_name} (team {decision.team_id})")
+    else:
+        click.echo("-> no provider: this message would be refused (HTTP 422)")
+        sys.exit(EXIT_REFUSED)
+
+
+# ---------------------------------------------------------------------- clients
+
+
+@main.group()
+def client() -> None:
+    """Integration clients (practice systems, care record systems) and their tokens."""
+
+
+@client.command("add")
+@click.option("--org", "org_code", required=True, help="AGB or URA of the organisation.")
+@click.option("--name", required=True)
+@click.option("--dialect", default="fhir-r4", show_default=True)
+@pass_ctx
+@friendly_errors
+def client_add(ctx: Context, org_code: str, name: str, dialect: str) -> None:
+    """Add a client; its token is printed once, as the last line."""
+    client_id, token = ctx.store().add_client(org_code, name, dialect)
+    click.echo(f"added client {name} (id {client_id}); its token (shown once):")
+    click.echo(token)
+
+
+# ---------------------------------------------------------------------- set-up
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@pass_ctx
+@friendly_errors
+def db_upgrade(ctx: Context) -> None:
+    """Bring the database schema up to date."""
+    from bridge import schema
+    from bridge.db import make_engine
+
+    engine = make_engine(ctx.settings().database_url)
+    click.echo(f"schema at revision {schema.upgrade(engine)}")
+
+
+@main.command("generate-config")
+@click.option("--homeserver-url", default="http://127.0.0.1:8008", show_default=True)
+@click.option("--server-name", default="localhost", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--database-url", help="e.g. postgresql+psycopg://user@host/db (default SQLite)")
+@pass_ctx
+@friendly_errors
+def generate_config_cmd(
+    ctx: Context, homeserver_url: str, server_name: str, port: int, database_url: str | None
+) -> None:
+    """Write DATA_DIR/config.yaml and token files (kept if they exist)."""
+    path = generate_config(
+        ctx.data_dir,
+        homeserver_url=homeserver_url,
+        server_name=server_name,
+        port=port,
+        database_url=database_url,
+    )
+    click.echo(f"config: {path}")
+
+
+@main.command("generate-registration")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+@friendly_errors
+def generate_registration_cmd(ctx: Context, output: Path | None) -> None:
+    """Write the appservice registration for the homeserver."""
+    click.echo(f"registration: {write_registration(ctx.settings(), output)}")
+
+
+@main.command("serve")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+@friendly_errors
+def serve(ctx: Context, config: Path | None) -> None:
+    """Run the bridge against an existing homeserver."""
+    import uvicorn
+
+    from bridge.web.app import create_app
+
+    settings = load_settings(config) if config else ctx.settings()
+    open_store(settings).engine.dispose()  # fail fast on database problems
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_level="info",
+                access_log=False)
+
+
+@main.command("dev")
+@click.option("--data-dir", "dev_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--port", default=8080, show_default=True, help="Port of the bridge.")
+@click.option("--synapse-port", default=8008, show_default=True)
+@click.option("--server-name", default="localhost", show_default=True)
+@click.option("--no-demo", is_flag=True, help="Do not load the demo region.")
+@pass_ctx
+@friendly_errors
+def dev(
+    ctx: Context,
+    dev_dir: Path | None,
+    port: int,
+    synapse_port: int,
+    server_name: str,
+    no_demo: bool,
+) -> None:
+    """The embedded stack: Synapse (SQLite) + the bridge + a demo region."""
+    from bridge.devstack import run_dev
+
+    code = asyncio.run(
+        run_dev(
+            (dev_dir or ctx.data_dir).resolve(),
+            port=port,
+            synapse_port=synapse_port,
+            server_name=server_name,
+            demo=not no_demo,
+        )
+    )
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

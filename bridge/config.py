@@ -1,0 +1,232 @@
+"""Configuration: one frozen, strict pydantic model per section.
+
+A config error names the exact key path (``database.url: ...``). Secrets (the appservice
+tokens) can be given inline or, better, as ``*_path`` files; the encryption keyring is
+never in the YAML (see :mod:`bridge.secretbox`).
+
+A data directory holds everything of one installation::
+
+    DIR/config.yaml          this file (written by ``wijkbrug generate-config`` / ``dev``)
+    DIR/registration.yaml    the appservice registration the homeserver loads
+    DIR/secrets/             as_token, hs_token (mode 0600)
+    DIR/keys/keyring.json    encryption-at-rest keys (mode 0600)
+    DIR/wijkbrug.db          SQLite database (default)
+    DIR/crypto/              Matrix E2EE stores of the bot and the ghosts
+    DIR/synapse/             the embedded homeserver (``wijkbrug dev`` only)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+DEFAULT_DATA_DIR = "data"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class HomeserverSection(_Section):
+    url: str = "http://127.0.0.1:8008"
+    server_name: str = "localhost"
+
+
+class AppserviceSection(_Section):
+    id: str = "wijkbrug"
+    bot_localpart: str = "wijkbrug"
+    ghost_prefix: str = "wijkbrug_"
+    as_token: str | None = None
+    as_token_path: str | None = None
+    hs_token: str | None = None
+    hs_token_path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AppserviceSection:
+        for name in ("as_token", "hs_token"):
+            if getattr(self, name) is None and getattr(self, f"{name}_path") is None:
+                raise ValueError(f"give {name} or {name}_path")
+        return self
+
+
+class HttpSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The URL the homeserver uses to reach us, and that FHIR links are built on.
+    public_url: str | None = None
+
+
+class DatabaseSection(_Section):
+    url: str | None = None  # default: SQLite in the data dir
+
+
+class DeliverySection(_Section):
+    max_attempts: int = 12
+    backoff_initial_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    decrypt_timeout_seconds: float = 600.0
+
+
+class Settings(_Section):
+    data_dir: str = DEFAULT_DATA_DIR
+    homeserver: HomeserverSection = HomeserverSection()
+    appservice: AppserviceSection
+    http: HttpSection = HttpSection()
+    database: DatabaseSection = DatabaseSection()
+    delivery: DeliverySection = DeliverySection()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.data_path / 'wijkbrug.db').resolve()}"
+
+    @property
+    def public_url(self) -> str:
+        return self.http.public_url or f"http://{self.http.host}:{self.http.port}"
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.data_path / "keys" / "keyring.json"
+
+    @property
+    def crypto_path(self) -> Path:
+        return self.data_path / "crypto"
+
+    @property
+    def bot_user_id(self) -> str:
+        return f"@{self.appservice.bot_localpart}:{self.homeserver.server_name}"
+
+    def secret(self, name: str) -> str:
+        """``as_token`` or ``hs_token``, from the inline value or its ``*_path`` file."""
+        value = getattr(self.appservice, name)
+        if value is not None:
+            return str(value)
+        path = Path(getattr(self.appservice, f"{name}_path"))
+        if not path.is_absolute():
+            path = self.data_path / path
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"appservice.{name}_path: cannot read {path}: {exc}") from exc
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{where}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def parse_settings(data: dict[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+
+
+def load_settings(path: Path) -> Settings:
+    """Read a config file; relative ``data_dir`` is taken relative to the file."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    data_dir = Path(str(data.get("data_dir", path.parent)))
+    if not data_dir.is_absolute():
+        data_dir = (path.parent / data_dir).resolve()
+    data["data_dir"] = str(data_dir)
+    return parse_settings(data)
+
+
+def _write_secret(path: Path) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32))
+
+
+def generate_config(
+    data_dir: Path,
+    *,
+    homeserver_url: str = "http://127.0.0.1:8008",
+    server_name: str = "localhost",
+    port: int = 8080,
+    database_url: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``DIR/config.yaml`` and fresh token files; an existing config is kept unless
+    ``overwrite`` (the tokens are always kept: they live in their own files)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("as_token", "hs_token"):
+        _write_secret(data_dir / "secrets" / name)
+    path = data_dir / "config.yaml"
+    if path.exists() and not overwrite:
+        return path
+    doc: dict[str, Any] = {
+        "homeserver": {"url": homeserver_url, "server_name": server_name},
+        "appservice": {
+            "as_token_path": "secrets/as_token",
+            "hs_token_path": "secrets/hs_token",
+        },
+        "http": {"host": "127.0.0.1", "port": port},
+        "database": {"url": database_url},
+    }
+    path.write_text(
+        "# Wijkbrug configuration. Secrets live in the files named by *_path;\n"
+        "# encryption keys in keys/keyring.json or $WIJKBRUG_KEYRING, never here.\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
+    return path
+
+
+def settings_for_data_dir(data_dir: Path) -> Settings:
+    """The settings of a data directory (its config.yaml, generated if absent)."""
+    return load_settings(generate_config(data_dir))
+
+
+def registration(settings: Settings) -> dict[str, Any]:
+    """The appservice registration the homeserver loads (``app_service_config_files``)."""
+    server = settings.homeserver.server_name.replace(".", r"\.")
+    prefix = settings.appservice.ghost_prefix
+    return {
+        "id": settings.appservice.id,
+        "url": settings.public_url,
+        "as_token": settings.secret("as_token"),
+        "hs_token": settings.secret("hs_token"),
+        "sender_localpart": settings.appservice.bot_localpart,
+        "rate_limited": False,
+        "namespaces": {
+            "users": [{"exclusive": True, "regex": f"@{prefix}.*:{server}"}],
+            "aliases": [{"exclusive": True, "regex": f"#{prefix}.*:{server}"}],
+            "rooms": [],
+        },
+        "de.sorunome.msc2409.push_ephemeral": True,
+        "receive_ephemeral": True,
+    }
+
+
+def write_registration(settings: Settings, path: Path | None = None) -> Path:
+    target = path or settings.data_path / "registration.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(yaml.safe_dump(registration(settings), sort_keys=False))
+    return target

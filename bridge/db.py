@@ -1,0 +1,252 @@
+"""Database schema (SQLAlchemy 2) and engine set-up for SQLite and PostgreSQL.
+
+Columns ending in ``_enc`` hold :mod:`bridge.secretbox` envelopes (AES-GCM, bound to the
+row), never plaintext patient data. ``patient_key`` is a keyed hash of the BSN so that
+cases can be found without storing the BSN in the clear.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organisation(Base):
+    """A practice, a home-care provider or a huisartsenpost."""
+
+    __tablename__ = "organisations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # practice | provider | hap
+    name: Mapped[str] = mapped_column(String(200))
+    agb: Mapped[str | None] = mapped_column(String(8), unique=True)
+    ura: Mapped[str | None] = mapped_column(String(8), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Team(Base):
+    """A provider's group of nurses (Matrix user IDs)."""
+
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("provider_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamMember(Base):
+    __tablename__ = "team_members"
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    matrix_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class Route(Base):
+    """Care type x PC4 range -> provider, ranked (1 = preferred)."""
+
+    __tablename__ = "routes"
+    __table_args__ = (Index("ix_routes_care_type", "care_type"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    care_type: Mapped[str] = mapped_column(String(32))
+    pc4_from: Mapped[int] = mapped_column(Integer)
+    pc4_to: Mapped[int] = mapped_column(Integer)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    rank: Mapped[int] = mapped_column(Integer, default=1)
+    valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Client(Base):
+    """An integration client (a HIS or ECD): its token is stored as a SHA-256 hash only."""
+
+    __tablename__ = "clients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    dialect: Mapped[str] = mapped_column(String(32), default="fhir-r4")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Ghost(Base):
+    """A Matrix user standing for a practice-system practitioner, with its own device."""
+
+    __tablename__ = "ghosts"
+    matrix_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(255))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    access_token_enc: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Case(Base):
+    """One patient matter between one practice and one provider = one encrypted room."""
+
+    __tablename__ = "cases"
+    __table_args__ = (UniqueConstraint("patient_key", "practice_id", "provider_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    patient_key: Mapped[str] = mapped_column(String(64))
+    practice_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    care_type: Mapped[str] = mapped_column(String(32))
+    room_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    context_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Communication(Base):
+    """A message of a case, in either direction, as the FHIR Communication clients see."""
+
+    __tablename__ = "communications"
+    __table_args__ = (
+        UniqueConstraint("author_org_id", "identifier_system", "identifier_value"),
+        Index("ix_communications_practice_updated", "practice_id", "last_updated"),
+        Index("ix_communications_provider_updated", "provider_id", "last_updated"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    direction: Mapped[str] = mapped_column(String(16))  # to-provider | to-practice
+    author_org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    practice_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    identifier_system: Mapped[str] = mapped_column(String(255))
+    identifier_value: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(16), default="routine")
+    resource_enc: Mapped[str] = mapped_column(Text)  # the FHIR resource clients see
+    message_enc: Mapped[str] = mapped_column(Text)  # canonical fields for the Matrix side
+    in_response_to: Mapped[str | None] = mapped_column(String(36))
+    matrix_event_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxItem(Base):
+    """Work that must reach the homeserver; retried with backoff until done."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    communication_id: Mapped[str] = mapped_column(ForeignKey("communications.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AppserviceTransaction(Base):
+    """A transaction id the homeserver pushed to us: stored before we answer 200."""
+
+    __tablename__ = "as_transactions"
+    txn_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InboundEvent(Base):
+    """A room event from an appservice transaction, waiting to be handled (e.g. decrypted)."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (Index("ix_inbound_due", "state", "next_attempt_at"),)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    txn_id: Mapped[str] = mapped_column(String(255))
+    room_id: Mapped[str] = mapped_column(String(255))
+    sender: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(255))
+    event_enc: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Meta(Base):
+    """Small key/value facts about the deployment (e.g. the bot's device)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout so the CLI and the bridge
+    can write to the same file at the same time."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    # hide_parameters: SQL errors must not carry row values into logs.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+    )
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,69 @@
+"""Dutch healthcare identifiers: NamingSystem URIs, OIDs and their checks (pure)."""
+
+from __future__ import annotations
+
+import re
+
+BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+AGB_SYSTEM = "http://fhir.nl/fhir/NamingSystem/agb-z"
+URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
+UZI_SYSTEM = "http://fhir.nl/fhir/NamingSystem/uzi-nr-pers"
+BIG_SYSTEM = "http://fhir.nl/fhir/NamingSystem/big"
+MATRIX_SYSTEM = "https://wijkbrug.nl/fhir/NamingSystem/matrix-user-id"
+CASE_SYSTEM = "https://wijkbrug.nl/fhir/NamingSystem/case"
+MESSAGE_SYSTEM = "https://wijkbrug.nl/fhir/NamingSystem/message"
+
+# STU3-era senders (and EDIFACT) use OIDs for the same systems.
+OID_TO_SYSTEM = {
+    "urn:oid:2.16.840.1.113883.2.4.6.3": BSN_SYSTEM,
+    "urn:oid:2.16.840.1.113883.2.4.6.1": AGB_SYSTEM,
+    "urn:oid:2.16.528.1.1007.3.3": URA_SYSTEM,
+    "urn:oid:2.16.528.1.1007.3.1": UZI_SYSTEM,
+    "urn:oid:2.16.528.1.1007.5.1": BIG_SYSTEM,
+}
+
+_POSTCODE = re.compile(r"^\s*([1-9][0-9]{3})\s*([A-Za-z]{2})?\s*$")
+_MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
+
+
+def normalise_system(system: str) -> str:
+    """The NamingSystem URI for a system given as URI or OID."""
+    return OID_TO_SYSTEM.get(system, system)
+
+
+def is_valid_bsn(value: str) -> bool:
+    """The BSN 11-test (elfproef): 9 digits, weights 9..2 and -1, sum divisible by 11."""
+    if not re.fullmatch(r"[0-9]{9}", value):
+        return False
+    digits = [int(c) for c in value]
+    total = sum(d * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True)) - digits[8]
+    return total % 11 == 0 and value != "000000000"
+
+
+def is_valid_agb(value: str) -> bool:
+    """An AGB code is 8 digits."""
+    return re.fullmatch(r"[0-9]{8}", value) is not None
+
+
+def is_valid_ura(value: str) -> bool:
+    """A URA number is 8 digits."""
+    return re.fullmatch(r"[0-9]{8}", value) is not None
+
+
+def normalise_postcode(value: str) -> str | None:
+    """``"1092 ab"`` -> ``"1092AB"``; a bare PC4 stays four digits; ``None`` if not Dutch."""
+    match = _POSTCODE.match(value)
+    if not match:
+        return None
+    letters = (match.group(2) or "").upper()
+    return match.group(1) + letters
+
+
+def pc4(postcode: str) -> int:
+    """The four-digit area of a normalised postcode."""
+    return int(postcode[:4])
+
+
+def is_matrix_user_id(value: str) -> bool:
+    """A (historical-grammar tolerant) Matrix user ID like ``@nurse1:localhost``."""
+    return _MXID.match(value) is not None

@@ -1,0 +1,335 @@
+"""The Matrix edge: appservice HTTP calls, and E2EE devices for the bot and the ghosts.
+
+    MatrixApi   thin client-server API with the appservice token; masquerades as any
+                user in our namespace (``?user_id=``) for room set-up and profiles.
+    Device      one nio client with its own olm account and crypto store per Matrix user
+                (the bot, each ghost). Logs in with the appservice login type, so no
+                passwords exist; its device and token are kept (encrypted) in the database
+                so a restart keeps the same device and Synapse dedupes retried sends.
+
+nio's ``Response | Error`` unions stay in this module: they become :class:`MatrixError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from nio import AsyncClient, AsyncClientConfig, MegolmEvent
+from nio.exceptions import EncryptionError
+from nio.responses import ErrorResponse, RoomSendResponse, SyncResponse
+
+from bridge.store import Store
+
+log = logging.getLogger(__name__)
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+
+class MatrixError(Exception):
+    """A homeserver call failed; ``retriable`` says whether trying later may help."""
+
+    def __init__(self, message: str, *, status: int | None = None, errcode: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.errcode = errcode
+
+    @property
+    def retriable(self) -> bool:
+        return self.status is None or self.status >= 500 or self.status == 429
+
+
+class MatrixApi:
+    """Client-server API calls made with the appservice token."""
+
+    def __init__(self, base_url: str, as_token: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {as_token}"},
+            timeout=timeout,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        as_user: str | None = None,
+        ok_errcodes: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        params = {"user_id": as_user} if as_user else None
+        try:
+            resp = await self._http.request(method, path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise MatrixError(f"{method} {path}: {type(exc).__name__}") from exc
+        body: dict[str, Any] = {}
+        if resp.content:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {}
+        if resp.status_code >= 400:
+            errcode = body.get("errcode")
+            if errcode in ok_errcodes:
+                return body
+            raise MatrixError(
+                f"{method} {path.split('?')[0]}: {resp.status_code} {errcode}",
+                status=resp.status_code,
+                errcode=errcode,
+            )
+        return body
+
+    async def versions(self) -> dict[str, Any]:
+        return await self._call("GET", "/_matrix/client/versions")
+
+    async def whoami(self, as_user: str | None = None) -> str:
+        body = await self._call("GET", "/_matrix/client/v3/account/whoami", as_user=as_user)
+        return str(body["user_id"])
+
+    async def ping(self, appservice_id: str) -> None:
+        """Ask the homeserver to call our ``/_matrix/app/v1/ping`` (proves both ways)."""
+        await self._call(
+            "POST", f"/_matrix/client/v1/appservice/{quote(appservice_id)}/ping", json={}
+        )
+
+    async def ensure_registered(self, localpart: str) -> None:
+        await self._call(
+            "POST",
+            "/_matrix/client/v3/register",
+            json={"type": "m.login.application_service", "username": localpart},
+            ok_errcodes=("M_USER_IN_USE",),
+        )
+
+    async def login(self, user_id: str, device_name: str) -> tuple[str, str]:
+        """Appservice login: a new device for ``user_id``; returns (device_id, token)."""
+        body = await self._call(
+            "POST",
+            "/_matrix/client/v3/login",
+            json={
+                "type": "m.login.application_service",
+                "identifier": {"type": "m.id.user", "user": user_id},
+                "initial_device_display_name": device_name,
+            },
+        )
+        return str(body["device_id"]), str(body["access_token"])
+
+    async def set_displayname(self, user_id: str, name: str) -> None:
+        await self._call(
+            "PUT",
+            f"/_matrix/client/v3/profile/{quote(user_id)}/displayname",
+            json={"displayname": name},
+            as_user=user_id,
+        )
+
+    async def displayname(self, user_id: str) -> str | None:
+        try:
+            body = await self._call(
+                "GET", f"/_matrix/client/v3/profile/{quote(user_id)}/displayname"
+            )
+        except MatrixError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        name = body.get("displayname")
+        return str(name) if name else None
+
+    async def create_room(
+        self,
+        *,
+        name: str,
+        topic: str,
+        invite: list[str],
+        power_users: dict[str, int],
+    ) -> str:
+        """A private, invite-only, end-to-end encrypted room, never in the directory."""
+        body = await self._call(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            json={
+                "visibility": "private",
+                "preset": "private_chat",
+                "name": name,
+                "topic": topic,
+                "invite": invite,
+                "is_direct": False,
+                "initial_state": [
+                    {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}},
+                    # Members see history from their invite on (TI-Messenger A_25481's
+                    # default), so a nurse who accepts later still reads the first message;
+                    # nobody outside the room ever does.
+                    {
+                        "type": "m.room.history_visibility",
+                        "state_key": "",
+                        "content": {"history_visibility": "invited"},
+                    },
+                    {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
+                    {
+                        "type": "m.room.guest_access",
+                        "state_key": "",
+                        "content": {"guest_access": "forbidden"},
+                    },
+                ],
+                "power_level_content_override": {"users": power_users, "invite": 50},
+            },
+        )
+        return str(body["room_id"])
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        await self._call(
+            "POST",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+            json={"user_id": user_id},
+        )
+
+    async def join(self, room_id: str, as_user: str) -> None:
+        await self._call(
+            "POST", f"/_matrix/client/v3/join/{quote(room_id)}", json={}, as_user=as_user
+        )
+
+    async def members(self, room_id: str) -> dict[str, str]:
+        """user_id -> membership of everyone in the room's member list."""
+        body = await self._call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/members")
+        return {
+            str(ev["state_key"]): str(ev["content"].get("membership"))
+            for ev in body.get("chunk", [])
+        }
+
+
+class Device:
+    """One Matrix user's E2EE device, backed by nio (vodozemac) and a store on disk."""
+
+    def __init__(
+        self,
+        api: MatrixApi,
+        store: Store,
+        user_id: str,
+        crypto_dir: Path,
+        *,
+        display_name: str,
+    ) -> None:
+        self.api = api
+        self.user_id = user_id
+        self.display_name = display_name
+        self._store = store
+        self._dir = crypto_dir / user_id.lstrip("@").replace(":", "_")
+        self._client: AsyncClient | None = None
+        self.lock = asyncio.Lock()
+        self._synced_once = False
+
+    @property
+    def client(self) -> AsyncClient:
+        assert self._client is not None, "device not opened"
+        return self._client
+
+    async def open(self) -> None:
+        """Log in (or reuse the stored device) and upload device keys if needed."""
+        if self._client is not None:
+            return
+        device_id, token = self._store.ghost(self.user_id)
+        if device_id is None or token is None:
+            device_id, token = await self.api.login(self.user_id, "Wijkbrug")
+            self._store.save_ghost(self.user_id, self.display_name, device_id, token)
+            log.info("new device %s for %s", device_id, self.user_id)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        config = AsyncClientConfig(
+            encryption_enabled=True,
+            store_sync_tokens=True,
+            # Never nio's default pickle key: derive one per user from our keyring.
+            pickle_key=self._store.box.derive(f"pickle:{self.user_id}"),
+        )
+        client = AsyncClient(
+            self.api.base_url,
+            self.user_id,
+            device_id=device_id,
+            store_path=str(self._dir),
+            config=config,
+        )
+        client.restore_login(self.user_id, device_id, token)
+        self._client = client
+        if client.should_upload_keys:
+            self._check(await client.keys_upload(), "keys upload")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @staticmethod
+    def _check(resp: Any, what: str) -> Any:
+        if isinstance(resp, ErrorResponse):
+            status = int(resp.status_code) if str(resp.status_code).isdigit() else None
+            raise MatrixError(f"{what}: {resp.status_code} {resp.message}", status=status)
+        return resp
+
+    async def sync(self, timeout_ms: int = 0) -> None:
+        """One sync round, then the key work nio leaves to its caller."""
+        client = self.client
+        resp = await client.sync(
+            timeout=timeout_ms, full_state=not self._synced_once, set_presence="offline"
+        )
+        if not isinstance(resp, SyncResponse):
+            self._check(resp, "sync")
+            raise MatrixError(f"sync: unexpected {type(resp).__name__}")
+        self._synced_once = True
+        await self.maintain_keys()
+
+    async def maintain_keys(self) -> None:
+        client = self.client
+        await client.send_to_device_messages()
+        if client.should_upload_keys:
+            self._check(await client.keys_upload(), "keys upload")
+        if client.should_query_keys:
+            self._check(await client.keys_query(), "keys query")
+        if client.should_claim_keys:
+            self._check(await client.keys_claim(client.get_users_for_key_claiming()), "keys claim")
+
+    async def send(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
+        """Send an encrypted ``m.room.message``; ``txn_id`` makes a retry idempotent."""
+        async with self.lock:
+            await self.sync()
+            client = self.client
+            if room_id not in client.rooms:
+                raise MatrixError(f"{self.user_id} is not in the room yet")
+            resp = await client.room_send(
+                room_id,
+                "m.room.message",
+                content,
+                tx_id=txn_id,
+                ignore_unverified_devices=True,
+            )
+            if not isinstance(resp, RoomSendResponse):
+                self._check(resp, "send")
+                raise MatrixError(f"send: unexpected {type(resp).__name__}")
+            return str(resp.event_id)
+
+    def decrypt(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The decrypted ``{"type", "content"}`` of a megolm event, or None without the key."""
+        megolm = MegolmEvent.from_dict(event)
+        if not isinstance(megolm, MegolmEvent):
+            raise MatrixError("not a megolm event")
+        try:
+            decrypted = self.client.decrypt_event(megolm)
+        except EncryptionError:
+            return None
+        source = getattr(decrypted, "source", None)
+        if not isinstance(source, dict):
+            return None
+        return source
+
+    async def request_key(self, event: dict[str, Any]) -> None:
+        """Ask the sender's devices for a megolm key we were not given (late sharing)."""
+        megolm = MegolmEvent.from_dict(event)
+        if isinstance(megolm, MegolmEvent):
+            try:
+                await self.client.request_room_key(megolm)
+            except Exception as exc:  # a request already in flight is not an error for us
+                log.debug("room key request not sent: %s", type(exc).__name__)

@@ -1,0 +1,378 @@
+"""The running bridge: accepts messages, delivers them to case rooms, brings replies back.
+
+    POST /fhir/Communication --accept()--> [communications + outbox] (committed, then 201)
+                                                   |
+                                       outbox worker (retry with backoff)
+                                                   v
+                 case room (created on first message) <-- ghost Device sends, encrypted
+                                                   |
+    homeserver --AS transaction--> on_transaction() --> [inbound_events] (stored, then 200)
+                                                   |
+                                event worker: bot Device decrypts (waits for late keys)
+                                                   v
+                       [communications] reply for the practice (GET /fhir/Communication)
+
+Three asyncio tasks run while the bridge serves: the outbox worker, the event worker and
+the bot's sync loop (which receives the megolm keys the nurses' clients share with it).
+Database calls run in worker threads so they never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters import fhir_r4
+from bridge import cases
+from bridge.canonical import Party, Reply
+from bridge.config import Settings
+from bridge.errors import ErrorCode, Issue, WijkbrugError
+from bridge.matrix import Device, MatrixApi, MatrixError
+from bridge.store import (
+    CaseRef,
+    ClientRef,
+    OutboxWork,
+    PendingEvent,
+    Store,
+    StoredCommunication,
+    latest_message,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    """Everything that runs: the store, the homeserver connection and the workers."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.api = MatrixApi(settings.homeserver.url, settings.secret("as_token"))
+        self.bot = Device(
+            self.api,
+            store,
+            settings.bot_user_id,
+            settings.crypto_path,
+            display_name="Wijkbrug",
+        )
+        self._ghosts: dict[str, Device] = {}
+        self._profiles_set: set[tuple[str, str]] = set()
+        self._joined: set[tuple[str, str]] = set()
+        self._key_requested: set[str] = set()
+        self._outbox_wake = asyncio.Event()
+        self._events_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = False
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._connect_then_run(), name="wijkbrug-matrix"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for device in [self.bot, *self._ghosts.values()]:
+            await device.close()
+        await self.api.close()
+
+    async def _connect_then_run(self) -> None:
+        """Reach the homeserver (retrying), then run the workers."""
+        delay = 0.5
+        while True:
+            try:
+                await self.api.ensure_registered(self.settings.appservice.bot_localpart)
+                await self.bot.open()
+                await self._ensure_profile(self.bot.user_id, "Wijkbrug")
+                await self.bot.sync()
+                break
+            except MatrixError as exc:
+                self.last_error = str(exc)
+                log.warning("homeserver not reachable yet (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self.ready = True
+        self.last_error = None
+        log.info("connected to the homeserver as %s", self.bot.user_id)
+        await asyncio.gather(self._bot_sync_loop(), self._outbox_loop(), self._event_loop())
+
+    def wake(self) -> None:
+        self._outbox_wake.set()
+        self._events_wake.set()
+
+    async def check_ready(self) -> bool:
+        """Ready when the workers run and the homeserver confirms our registration."""
+        if not self.ready:
+            return False
+        try:
+            await self.api.ping(self.settings.appservice.id)
+        except MatrixError as exc:
+            self.last_error = str(exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ accepting
+
+    def accept(
+        self, client: ClientRef, body: bytes, content_type: str
+    ) -> tuple[StoredCommunication, bool]:
+        """Parse, route and durably store a GP message (blocking; call in a thread)."""
+        if client.org.kind != "practice":
+            raise WijkbrugError(
+                ErrorCode.FORBIDDEN, "only a practice's client can start or continue a case"
+            )
+        msg = fhir_r4.parse_communication(body, content_type)
+        existing = self.store.find_by_identifier(client.org.id, msg.identifier)
+        if existing is not None:
+            return existing, False
+        decision = self.store.decide(msg.care_type, msg.patient.postcode)
+        if not decision.routed:
+            raise WijkbrugError(
+                ErrorCode.NO_ROUTE,
+                "no preferred provider for this care type and area",
+                [
+                    Issue(
+                        ErrorCode.NO_ROUTE,
+                        "no preferred provider: " + "; ".join(decision.reasons),
+                        "Communication.subject.resolve().address.postalCode",
+                    )
+                ],
+            )
+
+        def render(comm_id: str, number: str, now: datetime) -> dict[str, Any]:
+            return fhir_r4.communication_for_case_message(
+                msg, id=comm_id, status="in-progress", last_updated=now, case_number=number
+            )
+
+        stored, created = self.store.accept_message(client.org, msg, decision, render)
+        if created:
+            log.info("accepted communication %s (case %s)", stored.id, stored.case_id)
+        return stored, created
+
+    # ------------------------------------------------------------------ outbox
+
+    async def _outbox_loop(self) -> None:
+        while True:
+            work = await asyncio.to_thread(self.store.claim_outbox)
+            for item in work:
+                await self._deliver(item)
+            if not work:
+                self._outbox_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_wake.wait(), timeout=1.0)
+
+    async def _deliver(self, item: OutboxWork) -> None:
+        delivery = self.settings.delivery
+        try:
+            ghost = await self._ghost_for(item.message.sender)
+            room_id = item.case.room_id or await self._create_room(item, ghost.user_id)
+            await self._ensure_joined(room_id, ghost.user_id)
+            first = not item.case.context_sent
+            content = cases.message_content(
+                item.message, item.case.number, item.communication_id, first=first
+            )
+            event_id = await ghost.send(room_id, content, txn_id=f"wijkbrug-out-{item.item_id}")
+        except MatrixError as exc:
+            attempts = item.attempts + 1
+            give_up = attempts >= delivery.max_attempts or not exc.retriable
+            delay = min(
+                delivery.backoff_initial_seconds * 2**item.attempts,
+                delivery.backoff_max_seconds,
+            )
+            log.warning(
+                "delivery of communication %s failed (attempt %d, %s): %s",
+                item.communication_id,
+                attempts,
+                "giving up" if give_up else f"retry in {delay:.0f}s",
+                exc,
+            )
+            await asyncio.to_thread(self.store.outbox_retry, item.item_id, str(exc), delay,
+                                    give_up=give_up)
+            return
+        await asyncio.to_thread(
+            self.store.outbox_done, item.item_id, event_id, context_sent=True
+        )
+        log.info("delivered communication %s as %s", item.communication_id, event_id)
+
+    def _ghost_localpart(self, sender: Party) -> str:
+        prefix = self.settings.appservice.ghost_prefix
+        if sender.agb:
+            return f"{prefix}agb_{sender.agb}"
+        key = "|".join(f"{i.system}|{i.value}" for i in sender.identifiers) or sender.name
+        return f"{prefix}h_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+    async def _ghost_for(self, sender: Party) -> Device:
+        localpart = self._ghost_localpart(sender)
+        user_id = f"@{localpart}:{self.settings.homeserver.server_name}"
+        device = self._ghosts.get(user_id)
+        display = cases.ghost_display_name(sender)
+        if device is None:
+            await self.api.ensure_registered(localpart)
+            device = Device(
+                self.api, self.store, user_id, self.settings.crypto_path, display_name=display
+            )
+            await device.open()
+            self._ghosts[user_id] = device
+        await self._ensure_profile(user_id, display)
+        return device
+
+    async def _ensure_profile(self, user_id: str, display: str) -> None:
+        if (user_id, display) in self._profiles_set:
+            return
+        await self.api.set_displayname(user_id, display)
+        self._profiles_set.add((user_id, display))
+
+    async def _create_room(self, item: OutboxWork, ghost_id: str) -> str:
+        case = item.case
+        room_id = await self.api.create_room(
+            name=cases.room_name(case.number, case.care_type),
+            topic=cases.room_topic(
+                case.number, case.care_type, case.practice.name, case.provider.name
+            ),
+            invite=[ghost_id],
+            power_users={self.bot.user_id: 100, ghost_id: 50},
+        )
+        # Persist at once: the room is the case's from now on, whatever happens next.
+        await asyncio.to_thread(self.store.set_case_room, case.id, room_id)
+        log.info("created room %s for case %s", room_id, case.number)
+        await self.api.join(room_id, ghost_id)
+        self._joined.add((room_id, ghost_id))
+        invited = 0
+        for member in item.members:
+            try:
+                await self.api.invite(room_id, member)
+                invited += 1
+            except MatrixError as exc:
+                log.warning("could not invite a team member to %s: %s", room_id, exc)
+        if not invited:
+            log.warning("case %s: no team member could be invited", case.number)
+        return room_id
+
+    async def _ensure_joined(self, room_id: str, user_id: str) -> None:
+        if (room_id, user_id) in self._joined:
+            return
+        members = await self.api.members(room_id)
+        if members.get(user_id) != "join":
+            if members.get(user_id) != "invite":
+                await self.api.invite(room_id, user_id)
+            await self.api.join(room_id, user_id)
+        self._joined.add((room_id, user_id))
+
+    # ------------------------------------------------------------------ transactions
+
+    def on_transaction(self, txn_id: str, events: list[dict[str, Any]]) -> bool:
+        """Store a homeserver transaction (blocking); False if it was seen before."""
+        return self.store.store_transaction(txn_id, events)
+
+    async def _bot_sync_loop(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                async with self.bot.lock:
+                    await self.bot.sync(timeout_ms=5000)
+                delay = 1.0
+                self._events_wake.set()
+            except MatrixError as exc:
+                log.warning("bot sync failed (%s); retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _event_loop(self) -> None:
+        while True:
+            events = await asyncio.to_thread(self.store.due_events)
+            for ev in events:
+                await self._handle_event(ev)
+            if not events:
+                self._events_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._events_wake.wait(), timeout=1.0)
+
+    def _is_ours(self, user_id: str) -> bool:
+        localpart = user_id[1:].split(":", 1)[0]
+        return user_id == self.bot.user_id or localpart.startswith(
+            self.settings.appservice.ghost_prefix
+        )
+
+    async def _handle_event(self, ev: PendingEvent) -> None:
+        if self._is_ours(ev.sender) or ev.type not in ("m.room.encrypted", "m.room.message"):
+            await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
+            return
+        case = await asyncio.to_thread(self.store.case_for_room, ev.room_id)
+        if case is None:
+            await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
+            return
+        if ev.type == "m.room.encrypted":
+            decrypted = self.bot.decrypt(ev.event)
+            if decrypted is None:
+                await self._await_key(ev)
+                return
+        else:
+            decrypted = {"type": ev.type, "content": ev.event.get("content", {})}
+        content = decrypted.get("content") or {}
+        if decrypted.get("type") != "m.room.message" or content.get("msgtype") not in (
+            "m.text",
+            "m.notice",
+            "m.emote",
+        ):
+            await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
+            return
+        await self._store_reply(case, ev, str(content.get("body", "")))
+
+    async def _await_key(self, ev: PendingEvent) -> None:
+        """The key has not arrived: ask for it, retry soon, and give up loudly at the end."""
+        age = (datetime.now(UTC) - ev.received_at).total_seconds()
+        if age > self.settings.delivery.decrypt_timeout_seconds:
+            log.warning("event %s stays undecryptable; giving up", ev.event_id)
+            await asyncio.to_thread(
+                self.store.event_done, ev.event_id, "failed", "undecryptable"
+            )
+            return
+        if ev.event_id not in self._key_requested and ev.attempts >= 3:
+            self._key_requested.add(ev.event_id)
+            await self.bot.request_key(ev.event)
+        delay = min(0.5 * 2**ev.attempts, 30.0)
+        await asyncio.to_thread(self.store.event_retry, ev.event_id, "no megolm key yet", delay)
+
+    async def _store_reply(self, case: CaseRef, ev: PendingEvent, text: str) -> None:
+        org = await asyncio.to_thread(self.store.organisation_of_member, ev.sender)
+        org = org or case.provider
+        name = await self.api.displayname(ev.sender) or ev.sender
+        original = await asyncio.to_thread(latest_message, self.store, case.id)
+        ts = ev.event.get("origin_server_ts")
+        sent = datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) else ev.received_at
+        sender = Party(
+            name=name,
+            organisation_name=org.name,
+            organisation_ura=org.ura,
+            organisation_agb=org.agb,
+            matrix_id=ev.sender,
+        )
+
+        def render(comm_id: str, in_response_to: str | None, now: datetime) -> dict[str, Any]:
+            reply = Reply(
+                id=comm_id,
+                in_response_to=in_response_to or "",
+                case_number=case.number,
+                care_type=case.care_type,
+                sender=sender,
+                text=text,
+                sent=sent,
+                patient=original.patient if original else None,
+            )
+            return fhir_r4.render_reply(reply, last_updated=now)
+
+        stored = await asyncio.to_thread(self.store.add_reply, case, ev.event_id, org, render)
+        await asyncio.to_thread(self.store.event_done, ev.event_id)
+        if stored is not None:
+            log.info("reply %s stored for case %s", stored.id, case.number)
+

@@ -1,0 +1,749 @@
+"""Storage of the bridge: the one place that speaks SQL (SQLAlchemy 2).
+
+Every public method is one transaction. Patient data goes in and out of the database
+through :class:`bridge.secretbox.SecretBox` envelopes bound to their row.
+
+    directory   organisations, teams, routes, integration clients
+    cases       cases, communications (both directions), the outbox to the homeserver
+    matrix      appservice transactions, inbound room events, ghosts, meta facts
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bridge import cases
+from bridge.canonical import CareType, CaseMessage, Identifier
+from bridge.db import (
+    AppserviceTransaction,
+    Case,
+    Client,
+    Communication,
+    Ghost,
+    InboundEvent,
+    Meta,
+    Organisation,
+    OutboxItem,
+    Route,
+    Team,
+    TeamMember,
+    make_sessionmaker,
+    utcnow,
+)
+from bridge.errors import ErrorCode, WijkbrugError
+from bridge.identifiers import is_matrix_user_id, is_valid_agb, is_valid_ura
+from bridge.routing import Decision, RouteRule, route_for
+from bridge.secretbox import SecretBox
+
+ORG_KINDS = ("practice", "provider", "hap")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class OrgRef:
+    """An organisation as the rest of the code sees it (no ORM object escapes)."""
+
+    id: int
+    kind: str
+    name: str
+    agb: str | None
+    ura: str | None
+
+
+@dataclass(frozen=True)
+class ClientRef:
+    id: int
+    name: str
+    dialect: str
+    org: OrgRef
+
+
+@dataclass(frozen=True)
+class StoredCommunication:
+    id: str
+    case_id: int
+    direction: str
+    status: str
+    resource: dict[str, Any]
+    last_updated: datetime
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    id: int
+    number: str
+    care_type: CareType
+    room_id: str | None
+    practice: OrgRef
+    provider: OrgRef
+    team_id: int
+    status: str
+    context_sent: bool
+
+
+@dataclass(frozen=True)
+class OutboxWork:
+    """One message to deliver to a case room."""
+
+    item_id: int
+    attempts: int
+    communication_id: str
+    case: CaseRef
+    message: CaseMessage
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    event_id: str
+    room_id: str
+    sender: str
+    type: str
+    event: dict[str, Any]
+    attempts: int
+    received_at: datetime
+
+
+def _org(o: Organisation) -> OrgRef:
+    return OrgRef(o.id, o.kind, o.name, o.agb, o.ura)
+
+
+class Store:
+    """Transactions over the bridge database."""
+
+    def __init__(self, engine: Engine, box: SecretBox) -> None:
+        self.engine = engine
+        self.box = box
+        self._sessions = make_sessionmaker(engine)
+        self._skip_locked = engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    # ------------------------------------------------------------------ directory
+
+    def add_org(self, kind: str, name: str, *, agb: str | None, ura: str | None) -> OrgRef:
+        if kind not in ORG_KINDS:
+            raise WijkbrugError(ErrorCode.VALUE, f"kind must be one of {', '.join(ORG_KINDS)}")
+        if agb is not None and not is_valid_agb(agb):
+            raise WijkbrugError(ErrorCode.VALUE, "AGB must be 8 digits")
+        if ura is not None and not is_valid_ura(ura):
+            raise WijkbrugError(ErrorCode.VALUE, "URA must be 8 digits")
+        if agb is None and ura is None:
+            raise WijkbrugError(ErrorCode.REQUIRED, "an organisation needs an AGB or a URA")
+        if not name.strip():
+            raise WijkbrugError(ErrorCode.REQUIRED, "an organisation needs a name")
+        try:
+            with self.session() as s:
+                org = Organisation(kind=kind, name=name.strip(), agb=agb, ura=ura)
+                s.add(org)
+                s.flush()
+                return _org(org)
+        except IntegrityError:
+            raise WijkbrugError(
+                ErrorCode.CONFLICT, "an organisation with that AGB or URA exists already"
+            ) from None
+
+    def list_orgs(self) -> list[OrgRef]:
+        with self.session() as s:
+            return [_org(o) for o in s.scalars(select(Organisation).order_by(Organisation.id))]
+
+    def find_org(self, code: str) -> OrgRef:
+        """An organisation by AGB or URA."""
+        with self.session() as s:
+            org = s.scalar(
+                select(Organisation).where(or_(Organisation.agb == code, Organisation.ura == code))
+            )
+            if org is None:
+                raise WijkbrugError(ErrorCode.NOT_FOUND, f"no organisation with AGB/URA {code}")
+            return _org(org)
+
+    def add_team(self, provider_code: str, name: str, members: Sequence[str]) -> int:
+        provider = self.find_org(provider_code)
+        if provider.kind != "provider":
+            raise WijkbrugError(ErrorCode.VALUE, f"{provider.name} is not a home-care provider")
+        bad = [m for m in members if not is_matrix_user_id(m)]
+        if bad:
+            raise WijkbrugError(ErrorCode.VALUE, f"not Matrix user IDs: {', '.join(bad)}")
+        try:
+            with self.session() as s:
+                team = Team(provider_id=provider.id, name=name.strip())
+                s.add(team)
+                s.flush()
+                for member in dict.fromkeys(members):
+                    s.add(TeamMember(team_id=team.id, matrix_id=member))
+                return team.id
+        except IntegrityError:
+            raise WijkbrugError(
+                ErrorCode.CONFLICT, f"{provider.name} has a team named {name!r} already"
+            ) from None
+
+    def list_teams(self) -> list[tuple[int, str, OrgRef, list[str]]]:
+        with self.session() as s:
+            out = []
+            for team, org in s.execute(
+                select(Team, Organisation).join(Organisation, Team.provider_id == Organisation.id)
+            ):
+                members = list(
+                    s.scalars(select(TeamMember.matrix_id).where(TeamMember.team_id == team.id))
+                )
+                out.append((team.id, team.name, _org(org), members))
+            return out
+
+    def add_route(
+        self,
+        care_type: CareType,
+        pc4_from: int,
+        pc4_to: int,
+        provider_code: str,
+        *,
+        rank: int = 1,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+    ) -> int:
+        if not (1000 <= pc4_from <= pc4_to <= 9999):
+            raise WijkbrugError(ErrorCode.VALUE, "PC4 range must be 1000-9999, from <= to")
+        provider = self.find_org(provider_code)
+        if provider.kind != "provider":
+            raise WijkbrugError(ErrorCode.VALUE, f"{provider.name} is not a home-care provider")
+        with self.session() as s:
+            route = Route(
+                care_type=care_type.value,
+                pc4_from=pc4_from,
+                pc4_to=pc4_to,
+                provider_id=provider.id,
+                rank=rank,
+                valid_from=valid_from,
+                valid_to=valid_to,
+            )
+            s.add(route)
+            s.flush()
+            return route.id
+
+    def route_rules(self) -> list[RouteRule]:
+        with self.session() as s:
+            rows = s.execute(
+                select(Route, Organisation.name).join(
+                    Organisation, Route.provider_id == Organisation.id
+                )
+            )
+            return [
+                RouteRule(
+                    id=r.id,
+                    care_type=CareType(r.care_type),
+                    pc4_from=r.pc4_from,
+                    pc4_to=r.pc4_to,
+                    provider_id=r.provider_id,
+                    provider_name=name,
+                    rank=r.rank,
+                    valid_from=r.valid_from,
+                    valid_to=r.valid_to,
+                )
+                for r, name in rows
+            ]
+
+    def teams_by_provider(self) -> dict[int, list[int]]:
+        with self.session() as s:
+            out: dict[int, list[int]] = defaultdict(list)
+            for team_id, provider_id in s.execute(
+                select(Team.id, Team.provider_id).order_by(Team.id)
+            ):
+                out[provider_id].append(team_id)
+            return dict(out)
+
+    def decide(self, care_type: CareType, postcode: str, at: datetime | None = None) -> Decision:
+        """Route a case with the table as it is now (admin changes apply at once)."""
+        return route_for(
+            care_type, postcode, self.route_rules(), self.teams_by_provider(), at or utcnow()
+        )
+
+    def add_client(self, org_code: str, name: str, dialect: str = "fhir-r4") -> tuple[int, str]:
+        """Register an integration client; returns its id and token (shown once)."""
+        org = self.find_org(org_code)
+        token = "wbt_" + secrets.token_urlsafe(32)
+        with self.session() as s:
+            client = Client(org_id=org.id, name=name, dialect=dialect, token_hash=hash_token(token))
+            s.add(client)
+            s.flush()
+            return client.id, token
+
+    def client_for_token(self, token: str) -> ClientRef | None:
+        # Looking up the SHA-256 of the token leaks nothing about the token through timing.
+        with self.session() as s:
+            row = s.execute(
+                select(Client, Organisation)
+                .join(Organisation, Client.org_id == Organisation.id)
+                .where(Client.token_hash == hash_token(token), Client.revoked_at.is_(None))
+            ).first()
+            if row is None:
+                return None
+            client, org = row
+            return ClientRef(client.id, client.name, client.dialect, _org(org))
+
+    def team_members(self, team_id: int) -> list[str]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(TeamMember.matrix_id)
+                    .where(TeamMember.team_id == team_id)
+                    .order_by(TeamMember.matrix_id)
+                )
+            )
+
+    def organisation_of_member(self, matrix_id: str) -> OrgRef | None:
+        with self.session() as s:
+            org = s.scalar(
+                select(Organisation)
+                .join(Team, Team.provider_id == Organisation.id)
+                .join(TeamMember, TeamMember.team_id == Team.id)
+                .where(TeamMember.matrix_id == matrix_id)
+            )
+            return _org(org) if org else None
+
+    # ------------------------------------------------------------------ cases
+
+    def _seal_resource(self, comm_id: str, resource: dict[str, Any]) -> str:
+        return self.box.seal_json(resource, f"communications:resource:{comm_id}")
+
+    def _open_resource(self, comm: Communication) -> dict[str, Any]:
+        data: dict[str, Any] = self.box.open_json(
+            comm.resource_enc, f"communications:resource:{comm.id}"
+        )
+        return data
+
+    def _stored(self, comm: Communication) -> StoredCommunication:
+        return StoredCommunication(
+            comm.id,
+            comm.case_id,
+            comm.direction,
+            comm.status,
+            self._open_resource(comm),
+            comm.last_updated,
+        )
+
+    def find_by_identifier(
+        self, author_org_id: int, identifier: Identifier
+    ) -> StoredCommunication | None:
+        with self.session() as s:
+            comm = s.scalar(
+                select(Communication).where(
+                    Communication.author_org_id == author_org_id,
+                    Communication.identifier_system == identifier.system,
+                    Communication.identifier_value == identifier.value,
+                )
+            )
+            return self._stored(comm) if comm else None
+
+    def accept_message(
+        self,
+        practice: OrgRef,
+        msg: CaseMessage,
+        decision: Decision,
+        render: Any,
+    ) -> tuple[StoredCommunication, bool]:
+        """Store a routed GP message, its case and its outbox item in one transaction.
+
+        ``render(comm_id, case_number, now)`` builds the FHIR resource clients will see.
+        Returns the stored communication and whether it was created (False: the sender
+        re-posted an identifier we have, and gets the existing resource back).
+        """
+        assert decision.provider_id is not None and decision.team_id is not None
+        patient_key = self.box.keyed_hash("patient", msg.patient.bsn)
+        now = utcnow()
+        try:
+            with self.session() as s:
+                case = s.scalar(
+                    select(Case).where(
+                        Case.patient_key == patient_key,
+                        Case.practice_id == practice.id,
+                        Case.provider_id == decision.provider_id,
+                        Case.status == "open",
+                    )
+                )
+                if case is None:
+                    case = Case(
+                        patient_key=patient_key,
+                        practice_id=practice.id,
+                        provider_id=decision.provider_id,
+                        team_id=decision.team_id,
+                        care_type=msg.care_type.value,
+                    )
+                    s.add(case)
+                    s.flush()
+                    case.number = cases.case_number(case.id)
+                case.updated_at = now
+                comm_id = str(uuid.uuid4())
+                resource = render(comm_id, case.number, now)
+                comm = Communication(
+                    id=comm_id,
+                    case_id=case.id,
+                    direction="to-provider",
+                    author_org_id=practice.id,
+                    practice_id=practice.id,
+                    provider_id=decision.provider_id,
+                    identifier_system=msg.identifier.system,
+                    identifier_value=msg.identifier.value,
+                    status=resource.get("status", "in-progress"),
+                    priority=msg.priority.value,
+                    resource_enc=self._seal_resource(comm_id, resource),
+                    message_enc=self.box.seal_json(
+                        cases.message_to_dict(msg), f"communications:message:{comm_id}"
+                    ),
+                    created_at=now,
+                    last_updated=now,
+                )
+                s.add(comm)
+                s.flush()
+                s.add(OutboxItem(communication_id=comm_id, case_id=case.id, next_attempt_at=now))
+                return self._stored(comm), True
+        except IntegrityError:
+            # A concurrent re-post of the same identifier won the race: return its row.
+            existing = self.find_by_identifier(practice.id, msg.identifier)
+            if existing is None:
+                raise
+            return existing, False
+
+    def get_communication(self, comm_id: str, org: OrgRef) -> StoredCommunication | None:
+        with self.session() as s:
+            comm = s.get(Communication, comm_id)
+            if comm is None or org.id not in (comm.practice_id, comm.provider_id):
+                return None
+            return self._stored(comm)
+
+    def search_communications(
+        self,
+        org: OrgRef,
+        *,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        inclusive_after: bool = False,
+        identifier: Identifier | None = None,
+        identifier_value: str | None = None,
+        status: str | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[StoredCommunication], int]:
+        """The organisation's communications, oldest update first; returns (page, total)."""
+        query = select(Communication).where(
+            or_(Communication.practice_id == org.id, Communication.provider_id == org.id)
+        )
+        if updated_after is not None:
+            query = query.where(
+                Communication.last_updated >= updated_after
+                if inclusive_after
+                else Communication.last_updated > updated_after
+            )
+        if updated_before is not None:
+            query = query.where(Communication.last_updated < updated_before)
+        if identifier is not None:
+            query = query.where(
+                Communication.identifier_system == identifier.system,
+                Communication.identifier_value == identifier.value,
+            )
+        elif identifier_value is not None:
+            query = query.where(Communication.identifier_value == identifier_value)
+        if status is not None:
+            query = query.where(Communication.status == status)
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = s.scalars(
+                query.order_by(Communication.last_updated, Communication.id)
+                .offset(offset)
+                .limit(count)
+            )
+            return [self._stored(c) for c in rows], total
+
+    def _case_ref(self, s: Session, case: Case) -> CaseRef:
+        practice = s.get(Organisation, case.practice_id)
+        provider = s.get(Organisation, case.provider_id)
+        assert practice is not None and provider is not None and case.number is not None
+        return CaseRef(
+            case.id,
+            case.number,
+            CareType(case.care_type),
+            case.room_id,
+            _org(practice),
+            _org(provider),
+            case.team_id,
+            case.status,
+            case.context_sent,
+        )
+
+    def case_for_room(self, room_id: str) -> CaseRef | None:
+        with self.session() as s:
+            case = s.scalar(select(Case).where(Case.room_id == room_id))
+            return self._case_ref(s, case) if case else None
+
+    def set_case_room(self, case_id: int, room_id: str) -> None:
+        with self.session() as s:
+            s.execute(update(Case).where(Case.id == case_id).values(room_id=room_id))
+
+    # ------------------------------------------------------------------ outbox
+
+    def claim_outbox(self, limit: int = 10, lease: float = 120.0) -> list[OutboxWork]:
+        """Take due outbox items for this worker (a lease, so a crashed worker's items
+        come back after ``lease`` seconds; SKIP LOCKED lets several workers share)."""
+        now = utcnow()
+        with self.session() as s:
+            query = (
+                select(OutboxItem)
+                .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now)
+                .order_by(OutboxItem.id)
+                .limit(limit)
+            )
+            if self._skip_locked:
+                query = query.with_for_update(skip_locked=True)
+            items = list(s.scalars(query))
+            work = []
+            for item in items:
+                # Messages of one case go out in order: skip if an older one is pending.
+                older = s.scalar(
+                    select(func.count())
+                    .select_from(OutboxItem)
+                    .where(
+                        OutboxItem.case_id == item.case_id,
+                        OutboxItem.state == "pending",
+                        OutboxItem.id < item.id,
+                    )
+                )
+                if older:
+                    continue
+                item.next_attempt_at = now + timedelta(seconds=lease)
+                comm = s.get(Communication, item.communication_id)
+                case = s.get(Case, item.case_id)
+                assert comm is not None and case is not None
+                msg = cases.message_from_dict(
+                    self.box.open_json(comm.message_enc, f"communications:message:{comm.id}")
+                )
+                members = s.scalars(
+                    select(TeamMember.matrix_id)
+                    .where(TeamMember.team_id == case.team_id)
+                    .order_by(TeamMember.matrix_id)
+                )
+                work.append(
+                    OutboxWork(
+                        item.id,
+                        item.attempts,
+                        comm.id,
+                        self._case_ref(s, case),
+                        msg,
+                        tuple(members),
+                    )
+                )
+            return work
+
+    def outbox_done(self, item_id: int, event_id: str, *, context_sent: bool) -> None:
+        now = utcnow()
+        with self.session() as s:
+            item = s.get(OutboxItem, item_id)
+            assert item is not None
+            item.state = "done"
+            item.event_id = event_id
+            item.done_at = now
+            item.attempts += 1
+            comm = s.get(Communication, item.communication_id)
+            assert comm is not None
+            comm.matrix_event_id = event_id
+            resource = self._open_resource(comm)
+            resource["status"] = comm.status = "completed"
+            comm.version += 1
+            resource.setdefault("meta", {})["versionId"] = str(comm.version)
+            resource["meta"]["lastUpdated"] = now.isoformat()
+            comm.resource_enc = self._seal_resource(comm.id, resource)
+            comm.last_updated = now
+            if context_sent:
+                s.execute(update(Case).where(Case.id == item.case_id).values(context_sent=True))
+
+    def outbox_retry(self, item_id: int, error: str, delay: float, *, give_up: bool) -> None:
+        with self.session() as s:
+            item = s.get(OutboxItem, item_id)
+            assert item is not None
+            item.attempts += 1
+            item.last_error = error[:500]
+            if give_up:
+                item.state = "failed"
+            else:
+                item.next_attempt_at = utcnow() + timedelta(seconds=delay)
+
+    def outbox_depth(self) -> int:
+        with self.session() as s:
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(OutboxItem)
+                    .where(OutboxItem.state == "pending")
+                )
+                or 0
+            )
+
+    # ------------------------------------------------------------------ matrix side
+
+    def store_transaction(self, txn_id: str, events: Sequence[dict[str, Any]]) -> bool:
+        """Store a transaction and its room events; False if we had it already."""
+        with self.session() as s:
+            if s.get(AppserviceTransaction, txn_id) is not None:
+                return False
+            s.add(AppserviceTransaction(txn_id=txn_id, event_count=len(events)))
+            for ev in events:
+                event_id = ev.get("event_id")
+                if not isinstance(event_id, str) or s.get(InboundEvent, event_id) is not None:
+                    continue
+                s.add(
+                    InboundEvent(
+                        event_id=event_id,
+                        txn_id=txn_id,
+                        room_id=str(ev.get("room_id", "")),
+                        sender=str(ev.get("sender", "")),
+                        type=str(ev.get("type", "")),
+                        event_enc=self.box.seal_json(ev, f"inbound_events:event:{event_id}"),
+                    )
+                )
+            return True
+
+    def due_events(self, limit: int = 50) -> list[PendingEvent]:
+        now = utcnow()
+        with self.session() as s:
+            rows = s.scalars(
+                select(InboundEvent)
+                .where(InboundEvent.state == "pending", InboundEvent.next_attempt_at <= now)
+                .order_by(InboundEvent.received_at, InboundEvent.event_id)
+                .limit(limit)
+            )
+            return [
+                PendingEvent(
+                    r.event_id,
+                    r.room_id,
+                    r.sender,
+                    r.type,
+                    self.box.open_json(r.event_enc, f"inbound_events:event:{r.event_id}"),
+                    r.attempts,
+                    r.received_at,
+                )
+                for r in rows
+            ]
+
+    def event_done(self, event_id: str, state: str = "done", error: str | None = None) -> None:
+        with self.session() as s:
+            s.execute(
+                update(InboundEvent)
+                .where(InboundEvent.event_id == event_id)
+                .values(state=state, last_error=error)
+            )
+
+    def event_retry(self, event_id: str, error: str, delay: float) -> None:
+        with self.session() as s:
+            ev = s.get(InboundEvent, event_id)
+            assert ev is not None
+            ev.attempts += 1
+            ev.last_error = error[:500]
+            ev.next_attempt_at = utcnow() + timedelta(seconds=delay)
+
+    def add_reply(
+        self,
+        case: CaseRef,
+        event_id: str,
+        author_org: OrgRef,
+        render: Any,
+    ) -> StoredCommunication | None:
+        """Store a nurse's answer from the room as a Communication for the practice.
+
+        ``render(comm_id, in_response_to, now)`` builds the FHIR resource. Returns None if
+        the event was stored already (a replayed transaction).
+        """
+        now = utcnow()
+        with self.session() as s:
+            if s.scalar(select(Communication).where(Communication.matrix_event_id == event_id)):
+                return None
+            latest = s.scalar(_latest_message_query(case.id))
+            original = latest.id if latest else None
+            comm_id = str(uuid.uuid4())
+            resource = render(comm_id, original, now)
+            comm = Communication(
+                id=comm_id,
+                case_id=case.id,
+                direction="to-practice",
+                author_org_id=author_org.id,
+                practice_id=case.practice.id,
+                provider_id=case.provider.id,
+                identifier_system="https://wijkbrug.nl/fhir/NamingSystem/message",
+                identifier_value=comm_id,
+                status=resource.get("status", "completed"),
+                resource_enc=self._seal_resource(comm_id, resource),
+                message_enc=self.box.seal_json({}, f"communications:message:{comm_id}"),
+                in_response_to=original,
+                matrix_event_id=event_id,
+                created_at=now,
+                last_updated=now,
+            )
+            s.add(comm)
+            s.flush()
+            return self._stored(comm)
+
+    def ghost(self, matrix_id: str) -> tuple[str | None, str | None]:
+        """(device_id, access_token) of a ghost or the bot, if it has logged in before."""
+        with self.session() as s:
+            g = s.get(Ghost, matrix_id)
+            if g is None or g.access_token_enc is None:
+                return None, None
+            token = self.box.open(g.access_token_enc, f"ghosts:token:{matrix_id}").decode()
+            return g.device_id, token
+
+    def save_ghost(
+        self, matrix_id: str, display_name: str, device_id: str, access_token: str
+    ) -> None:
+        with self.session() as s:
+            g = s.get(Ghost, matrix_id) or Ghost(matrix_id=matrix_id)
+            g.display_name = display_name
+            g.device_id = device_id
+            g.access_token_enc = self.box.seal(access_token.encode(), f"ghosts:token:{matrix_id}")
+            s.add(g)
+
+    def get_meta(self, key: str) -> Any:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.session() as s:
+            s.merge(Meta(key=key, value=value))
+
+
+def aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _latest_message_query(case_id: int) -> Any:
+    return (
+        select(Communication)
+        .where(Communication.case_id == case_id, Communication.direction == "to-provider")
+        .order_by(Communication.created_at.desc())
+        .limit(1)
+    )
+
+
+def latest_message(store: Store, case_id: int) -> CaseMessage | None:
+    """The newest GP message of a case (for the patient a reply is about)."""
+    with store.session() as s:
+        comm = s.scalar(_latest_message_query(case_id))
+        if comm is None:
+            return None
+        return cases.message_from_dict(
+            store.box.open_json(comm.message_enc, f"communications:message:{comm.id}")
+        )

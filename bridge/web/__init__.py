@@ -1,0 +1,1 @@
+"""HTTP edge of the bridge: FHIR facade, appservice API, health (FastAPI)."""

@@ -1,0 +1,90 @@
+"""``create_app(settings)`` builds the bridge's HTTP application; nothing happens at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bridge import __version__
+from bridge.config import Settings
+from bridge.errors import ErrorCode, Issue, WijkbrugError, operation_outcome
+from bridge.runtime import open_store
+from bridge.service import Bridge
+from bridge.web import appservice, fhir, health
+
+log = logging.getLogger(__name__)
+
+
+def _error_response(request: Request, error: WijkbrugError) -> Response:
+    if request.url.path.startswith("/fhir"):
+        return fhir.fhir_response(operation_outcome(error), error.status)
+    body = {"error": error.code.value, "message": error.message}
+    return JSONResponse(body, status_code=error.status)
+
+
+def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
+    """The bridge app; with ``run_bridge=False`` the Matrix workers do not start (unit tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(settings)
+        bridge = Bridge(settings, store)
+        app.state.bridge = bridge
+        if run_bridge:
+            await bridge.start()
+        try:
+            yield
+        finally:
+            await bridge.stop()
+            store.engine.dispose()
+
+    app = FastAPI(
+        title="Wijkbrug",
+        version=__version__,
+        summary="Routes GP messages to the preferred home-care provider over encrypted Matrix",
+        lifespan=lifespan,
+    )
+    app.include_router(fhir.router)
+    app.include_router(appservice.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(WijkbrugError)
+    async def _wijkbrug_error(request: Request, exc: WijkbrugError) -> Response:
+        return _error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        issues = [
+            Issue(ErrorCode.INVALID, str(e.get("msg", "invalid")), ".".join(map(str, e["loc"])))
+            for e in exc.errors()
+        ]
+        return _error_response(request, WijkbrugError.from_issues(issues))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {
+            404: ErrorCode.NOT_FOUND,
+            405: ErrorCode.NOT_SUPPORTED,
+            401: ErrorCode.UNAUTHORIZED,
+        }.get(exc.status_code, ErrorCode.INVALID)
+        error = WijkbrugError(code, str(exc.detail))
+        response = _error_response(request, error)
+        response.status_code = exc.status_code
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Log the type and where, never the request body (it may hold patient data).
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        error = WijkbrugError(ErrorCode.UNAVAILABLE, "internal error; nothing was stored")
+        response = _error_response(request, error)
+        response.status_code = 500
+        return response
+
+    return app

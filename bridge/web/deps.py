@@ -1,0 +1,42 @@
+"""Request dependencies, as ``Annotated`` aliases so a route's signature reads as its contract."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from bridge.errors import ErrorCode, WijkbrugError
+from bridge.service import Bridge
+from bridge.store import ClientRef
+
+
+def get_bridge(request: Request) -> Bridge:
+    bridge: Bridge = request.app.state.bridge
+    return bridge
+
+
+BridgeDep = Annotated[Bridge, Depends(get_bridge)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def current_client(request: Request, bridge: BridgeDep) -> ClientRef:
+    """The integration client of the bearer token; 401 without a valid one."""
+    token = bearer_token(request)
+    if token is None:
+        raise WijkbrugError(ErrorCode.UNAUTHORIZED, "missing bearer token (Authorization header)")
+    client = await asyncio.to_thread(bridge.store.client_for_token, token)
+    if client is None:
+        raise WijkbrugError(ErrorCode.UNAUTHORIZED, "unknown or revoked token")
+    return client
+
+
+CurrentClient = Annotated[ClientRef, Depends(current_client)]

@@ -1,0 +1,180 @@
+"""The FHIR R4 facade (wire version 4.0.1): ``/fhir/metadata`` and ``/fhir/Communication``.
+
+Every error is an ``OperationOutcome``. A token sees only its own organisation's
+communications: those its practice sent and the replies to them (or, for a provider's
+client, those addressed to the provider).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+
+from bridge import conformance
+from bridge.canonical import Identifier
+from bridge.errors import ErrorCode, Issue, WijkbrugError
+from bridge.identifiers import normalise_system
+from bridge.store import StoredCommunication
+from bridge.web.deps import BridgeDep, CurrentClient
+
+router = APIRouter(prefix="/fhir")
+
+FHIR_JSON = "application/fhir+json"
+MAX_BODY = 1024 * 1024
+_SEARCH_PARAMS = {"_lastUpdated", "_count", "_offset", "identifier", "status", "_format"}
+_DATE_PREFIX = re.compile(r"^(gt|ge|lt|le|eq)?(\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2}))?)$")
+
+
+def fhir_response(resource: dict[str, Any], status: int = 200, **headers: str) -> Response:
+    import json
+
+    return Response(
+        json.dumps(resource, ensure_ascii=False),
+        status_code=status,
+        media_type=FHIR_JSON,
+        headers=headers,
+    )
+
+
+@router.get("/metadata")
+async def metadata(bridge: BridgeDep) -> Response:
+    """The CapabilityStatement of this server."""
+    return fhir_response(conformance.capability_statement(bridge.settings.public_url + "/fhir"))
+
+
+@router.post("/Communication")
+async def create_communication(
+    request: Request, client: CurrentClient, bridge: BridgeDep
+) -> Response:
+    """Accept a GP's message about a patient: 201 once stored, 200 for a known identifier."""
+    content_type = request.headers.get("content-type", FHIR_JSON)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise WijkbrugError(ErrorCode.TOO_LARGE, f"body larger than {MAX_BODY} bytes")
+    stored, created = await asyncio.to_thread(bridge.accept, client, body, content_type)
+    if created:
+        bridge.wake()
+    version = str(stored.resource.get("meta", {}).get("versionId", "1"))
+    location = f"{bridge.settings.public_url}/fhir/Communication/{stored.id}/_history/{version}"
+    return fhir_response(
+        stored.resource,
+        201 if created else 200,
+        Location=location,
+        ETag=f'W/"{version}"',
+    )
+
+
+@router.get("/Communication/{comm_id}")
+async def read_communication(comm_id: str, client: CurrentClient, bridge: BridgeDep) -> Response:
+    """One communication of the token's organisation."""
+    stored = await asyncio.to_thread(bridge.store.get_communication, comm_id, client.org)
+    if stored is None:
+        raise WijkbrugError(ErrorCode.NOT_FOUND, f"Communication/{comm_id} is not known")
+    version = str(stored.resource.get("meta", {}).get("versionId", "1"))
+    return fhir_response(stored.resource, ETag=f'W/"{version}"')
+
+
+def _parse_instant(value: str, where: str) -> tuple[str, datetime]:
+    match = _DATE_PREFIX.match(value)
+    if not match:
+        raise WijkbrugError(
+            ErrorCode.VALUE,
+            "_lastUpdated must be [gt|ge|lt|le]YYYY-MM-DD or a dateTime with a time zone",
+            [Issue(ErrorCode.VALUE, "not a FHIR date or dateTime with time zone", where)],
+        )
+    prefix = match.group(1) or "ge"
+    text = match.group(2).replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise WijkbrugError(
+            ErrorCode.VALUE, "_lastUpdated is not a valid moment", [Issue(ErrorCode.VALUE,
+            "not a valid date", where)]
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return prefix, moment
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise WijkbrugError(
+            ErrorCode.VALUE,
+            f"{name} must be a whole number from {low} to {high}",
+            [Issue(ErrorCode.VALUE, f"{name} out of range", name)],
+        )
+    return int(raw)
+
+
+@router.get("/Communication")
+async def search_communications(
+    request: Request, client: CurrentClient, bridge: BridgeDep
+) -> Response:
+    """Search the token's communications (``_lastUpdated``, ``identifier``, ``status``)."""
+    params = request.query_params
+    unknown = sorted(set(params.keys()) - _SEARCH_PARAMS)
+    if unknown:
+        raise WijkbrugError(
+            ErrorCode.NOT_SUPPORTED,
+            f"unsupported search parameter(s): {', '.join(unknown)}",
+            [Issue(ErrorCode.NOT_SUPPORTED, "unsupported search parameter", p) for p in unknown],
+        )
+    count = _int_param(request, "_count", 50, 1, 1000)
+    offset = _int_param(request, "_offset", 0, 0, 10_000_000)
+    after: datetime | None = None
+    before: datetime | None = None
+    inclusive = False
+    for value in params.getlist("_lastUpdated"):
+        prefix, moment = _parse_instant(value, "_lastUpdated")
+        if prefix in ("gt", "ge", "eq"):
+            after, inclusive = moment, prefix != "gt"
+        else:
+            before = moment
+    identifier: Identifier | None = None
+    identifier_value: str | None = None
+    if raw := params.get("identifier"):
+        system, sep, value = raw.partition("|")
+        if sep:
+            identifier = Identifier(normalise_system(system), value)
+        else:
+            identifier_value = raw
+    page, total = await asyncio.to_thread(
+        bridge.store.search_communications,
+        client.org,
+        updated_after=after,
+        updated_before=before,
+        inclusive_after=inclusive,
+        identifier=identifier,
+        identifier_value=identifier_value,
+        status=params.get("status"),
+        count=count,
+        offset=offset,
+    )
+    base = f"{bridge.settings.public_url}/fhir/Communication"
+    query = [(k, v) for k, v in params.multi_items() if k != "_offset"]
+    links = [{"relation": "self", "url": f"{base}?{urlencode(query)}"}]
+    if offset + len(page) < total:
+        nxt = [*query, ("_offset", str(offset + len(page)))]
+        links.append({"relation": "next", "url": f"{base}?{urlencode(nxt)}"})
+    return fhir_response(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": total,
+            "link": links,
+            "entry": [_entry(base, c) for c in page],
+        }
+    )
+
+
+def _entry(base: str, stored: StoredCommunication) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{stored.id}", "resource": stored.resource, "search": {
+        "mode": "match"}}

@@ -1,0 +1,1 @@
+"""Wijkbrug tests: unit tests with fakes, integration tests against real parts."""

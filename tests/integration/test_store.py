@@ -1,0 +1,148 @@
+"""Storage on both SQLite and the machine's PostgreSQL: directory, cases, outbox, events."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bridge.canonical import CareType, CaseMessage, Identifier, Party, Patient
+from bridge.errors import ErrorCode, WijkbrugError
+from bridge.store import Store
+
+pytestmark = pytest.mark.integration
+
+BSN = "999911120"
+
+
+def message(ident: str = "msg-1", bsn: str = BSN, text_: str = "Wondcontrole na ontslag") -> CaseMessage:
+    return CaseMessage(
+        identifier=Identifier("urn:oid:2.16.528.1.1007.3.3.01234567.1", ident),
+        care_type=CareType.WONDZORG,
+        patient=Patient(bsn=bsn, postcode="1092AB", name="J. de Vries", birth_date=date(1948, 3, 12)),
+        sender=Party(name="A. Jansen", organisation_name="Huisartsenpraktijk De Pijp", agb="01234567"),
+        text=text_,
+        resource={"resourceType": "Communication"},
+    )
+
+
+def render(comm_id: str, number: str, now: datetime) -> dict[str, Any]:
+    return {
+        "resourceType": "Communication",
+        "id": comm_id,
+        "status": "in-progress",
+        "meta": {"versionId": "1", "lastUpdated": now.isoformat()},
+        "identifier": [{"value": number}],
+    }
+
+
+def region(store: Store) -> None:
+    store.add_org("practice", "Huisartsenpraktijk De Pijp", agb="01234567", ura=None)
+    store.add_org("practice", "Huisartsenpraktijk Oost", agb="01234568", ura=None)
+    store.add_org("provider", "Thuiszorg Oost", agb=None, ura="12345678")
+    store.add_team("12345678", "Team Watergraafsmeer", ["@nurse1:localhost", "@nurse2:localhost"])
+    store.add_route(CareType.WONDZORG, 1091, 1098, "12345678")
+
+
+def test_directory_and_routing(store: Store) -> None:
+    region(store)
+    decision = store.decide(CareType.WONDZORG, "1092 AB")
+    assert decision.routed and decision.provider_name == "Thuiszorg Oost"
+    assert not store.decide(CareType.GGZ, "1092 AB").routed
+    with pytest.raises(WijkbrugError) as err:
+        store.add_org("provider", "Dubbel", agb=None, ura="12345678")
+    assert err.value.code is ErrorCode.CONFLICT
+    with pytest.raises(WijkbrugError):
+        store.add_team("12345678", "Team X", ["not-a-matrix-id"])
+    with pytest.raises(WijkbrugError):
+        store.add_route(CareType.WONDZORG, 1098, 1091, "12345678")
+
+
+def test_client_tokens_are_hashed_and_bound_to_their_org(store: Store) -> None:
+    region(store)
+    _, token = store.add_client("01234567", "his")
+    ref = store.client_for_token(token)
+    assert ref is not None and ref.org.agb == "01234567"
+    assert store.client_for_token(token + "x") is None
+    with store.session() as s:
+        stored = s.execute(text("SELECT token_hash FROM clients")).scalar_one()
+    assert token not in stored and len(stored) == 64
+
+
+def test_accept_is_idempotent_and_encrypted_at_rest(store: Store) -> None:
+    region(store)
+    practice = store.find_org("01234567")
+    decision = store.decide(CareType.WONDZORG, "1092AB")
+    first, created = store.accept_message(practice, message(), decision, render)
+    again, created_again = store.accept_message(practice, message(), decision, render)
+    assert created and not created_again and again.id == first.id
+    second, _ = store.accept_message(practice, message("msg-2"), decision, render)
+    assert second.case_id == first.case_id  # same patient, practice, provider: same case
+    with store.session() as s:
+        dump = " ".join(
+            str(row)
+            for table in ("communications", "cases", "outbox")
+            for row in s.execute(text(f"SELECT * FROM {table}"))  # noqa: S608
+        )
+    assert BSN not in dump and "Wondcontrole" not in dump and "de Vries" not in dump
+
+
+def test_outbox_claims_in_case_order_and_retries(store: Store) -> None:
+    region(store)
+    practice = store.find_org("01234567")
+    decision = store.decide(CareType.WONDZORG, "1092AB")
+    store.accept_message(practice, message("a"), decision, render)
+    store.accept_message(practice, message("b"), decision, render)
+    work = store.claim_outbox()
+    assert len(work) == 1  # the second waits for the first of the same case
+    item = work[0]
+    assert item.message.text == "Wondcontrole na ontslag"
+    assert item.members == ("@nurse1:localhost", "@nurse2:localhost")
+    assert store.claim_outbox() == []  # leased
+    store.outbox_retry(item.item_id, "homeserver down", 0, give_up=False)
+    retry = store.claim_outbox()
+    assert [w.item_id for w in retry] == [item.item_id] and retry[0].attempts == 1
+    store.outbox_done(item.item_id, "$event1", context_sent=True)
+    nxt = store.claim_outbox()
+    assert len(nxt) == 1 and nxt[0].case.context_sent
+    comm = store.get_communication(item.communication_id, practice)
+    assert comm is not None and comm.status == "completed"
+
+
+def test_transactions_are_deduplicated_and_replies_scoped(store: Store) -> None:
+    region(store)
+    practice = store.find_org("01234567")
+    other = store.find_org("01234568")
+    provider = store.find_org("12345678")
+    decision = store.decide(CareType.WONDZORG, "1092AB")
+    stored, _ = store.accept_message(practice, message(), decision, render)
+    work = store.claim_outbox()[0]
+    store.set_case_room(work.case.id, "!room:localhost")
+    event = {
+        "event_id": "$reply",
+        "room_id": "!room:localhost",
+        "sender": "@nurse1:localhost",
+        "type": "m.room.encrypted",
+        "content": {"ciphertext": "x"},
+    }
+    assert store.store_transaction("t1", [event])
+    assert not store.store_transaction("t1", [event])
+    assert store.store_transaction("t2", [event])  # same event in a new txn: stored once
+    assert [e.event_id for e in store.due_events()] == ["$reply"]
+    case = store.case_for_room("!room:localhost")
+    assert case is not None
+
+    def reply(comm_id: str, original: str | None, now: datetime) -> dict[str, Any]:
+        assert original == stored.id
+        return {"resourceType": "Communication", "id": comm_id, "status": "completed"}
+
+    assert store.add_reply(case, "$reply", provider, reply) is not None
+    assert store.add_reply(case, "$reply", provider, reply) is None
+    mine, total = store.search_communications(practice)
+    assert total == 2 and {c.direction for c in mine} == {"to-provider", "to-practice"}
+    theirs, other_total = store.search_communications(other)
+    assert other_total == 0 and theirs == []
+    since, _ = store.search_communications(practice, updated_after=datetime.now(UTC))
+    assert since == []
