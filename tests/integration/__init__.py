@@ -1,0 +1,1 @@
+"""Tests against a real Synapse, PostgreSQL and matrix-js-sdk."""

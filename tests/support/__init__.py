@@ -1,0 +1,1 @@
+"""Test support: a real Synapse and a matrix-js-sdk client for integration tests."""
