@@ -44,6 +44,8 @@ class HomeserverSection(_Section):
 class AppserviceSection(_Section):
     id: str = "wijkbrug"
     bot_localpart: str = "wijkbrug"
+    # The appservice's own user. Not the bot: Synapse refuses /sync to this user.
+    sender_localpart: str = "wijkbrug-appservice"
     ghost_prefix: str = "wijkbrug_"
     as_token: str | None = None
     as_token_path: str | None = None
@@ -211,15 +213,16 @@ def registration(settings: Settings) -> dict[str, Any]:
         "url": settings.public_url,
         "as_token": settings.secret("as_token"),
         "hs_token": settings.secret("hs_token"),
-        "sender_localpart": settings.appservice.bot_localpart,
+        "sender_localpart": settings.appservice.sender_localpart,
         "rate_limited": False,
         "namespaces": {
-            "users": [{"exclusive": True, "regex": f"@{prefix}.*:{server}"}],
+            "users": [
+                {"exclusive": True, "regex": f"@{settings.appservice.bot_localpart}:{server}"},
+                {"exclusive": True, "regex": f"@{prefix}.*:{server}"},
+            ],
             "aliases": [{"exclusive": True, "regex": f"#{prefix}.*:{server}"}],
             "rooms": [],
         },
-        "de.sorunome.msc2409.push_ephemeral": True,
-        "receive_ephemeral": True,
     }
 
 

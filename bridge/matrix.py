@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,10 +45,18 @@ class MatrixError(Exception):
 
 
 class MatrixApi:
-    """Client-server API calls made with the appservice token."""
+    """Client-server API calls made with the appservice token.
 
-    def __init__(self, base_url: str, as_token: str, timeout: float = 30.0) -> None:
+    Calls act as ``bot_user_id`` unless told otherwise. The bot is a user of our
+    namespace, not the appservice's ``sender_localpart`` user, because Synapse refuses
+    ``/sync`` to the sender, and the bot needs a syncing device for its E2EE keys.
+    """
+
+    def __init__(
+        self, base_url: str, as_token: str, bot_user_id: str, timeout: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.bot_user_id = bot_user_id
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {as_token}"},
@@ -64,9 +73,10 @@ class MatrixApi:
         *,
         json: dict[str, Any] | None = None,
         as_user: str | None = None,
+        masquerade: bool = True,
         ok_errcodes: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        params = {"user_id": as_user} if as_user else None
+        params = {"user_id": as_user or self.bot_user_id} if masquerade else None
         try:
             resp = await self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
@@ -81,15 +91,17 @@ class MatrixApi:
             errcode = body.get("errcode")
             if errcode in ok_errcodes:
                 return body
+            # Synapse's error text names users and rooms, never message content.
             raise MatrixError(
-                f"{method} {path.split('?')[0]}: {resp.status_code} {errcode}",
+                f"{method} {path.split('?')[0]}: {resp.status_code} {errcode} "
+                f"{str(body.get('error', ''))[:200]}",
                 status=resp.status_code,
                 errcode=errcode,
             )
         return body
 
     async def versions(self) -> dict[str, Any]:
-        return await self._call("GET", "/_matrix/client/versions")
+        return await self._call("GET", "/_matrix/client/versions", masquerade=False)
 
     async def whoami(self, as_user: str | None = None) -> str:
         body = await self._call("GET", "/_matrix/client/v3/account/whoami", as_user=as_user)
@@ -98,7 +110,10 @@ class MatrixApi:
     async def ping(self, appservice_id: str) -> None:
         """Ask the homeserver to call our ``/_matrix/app/v1/ping`` (proves both ways)."""
         await self._call(
-            "POST", f"/_matrix/client/v1/appservice/{quote(appservice_id)}/ping", json={}
+            "POST",
+            f"/_matrix/client/v1/appservice/{quote(appservice_id)}/ping",
+            json={},
+            masquerade=False,
         )
 
     async def ensure_registered(self, localpart: str) -> None:
@@ -106,6 +121,7 @@ class MatrixApi:
             "POST",
             "/_matrix/client/v3/register",
             json={"type": "m.login.application_service", "username": localpart},
+            masquerade=False,
             ok_errcodes=("M_USER_IN_USE",),
         )
 
@@ -119,6 +135,7 @@ class MatrixApi:
                 "identifier": {"type": "m.id.user", "user": user_id},
                 "initial_device_display_name": device_name,
             },
+            masquerade=False,
         )
         return str(body["device_id"]), str(body["access_token"])
 
@@ -292,13 +309,29 @@ class Device:
         if client.should_claim_keys:
             self._check(await client.keys_claim(client.get_users_for_key_claiming()), "keys claim")
 
-    async def send(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
-        """Send an encrypted ``m.room.message``; ``txn_id`` makes a retry idempotent."""
+    async def send(
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        txn_id: str,
+        *,
+        expect_members: Collection[str] = (),
+    ) -> str:
+        """Send an encrypted ``m.room.message``; ``txn_id`` makes a retry idempotent.
+
+        The megolm key goes to the members this device knows of, so it syncs until the
+        members we just invited (``expect_members``) show up in its view of the room.
+        """
         async with self.lock:
-            await self.sync()
             client = self.client
-            if room_id not in client.rooms:
-                raise MatrixError(f"{self.user_id} is not in the room yet")
+            for _ in range(20):
+                await self.sync()
+                room = client.rooms.get(room_id)
+                if room is not None and all(m in room.users for m in expect_members):
+                    break
+                await asyncio.sleep(0.25)
+            else:
+                raise MatrixError(f"{self.user_id} does not see the room's members yet")
             resp = await client.room_send(
                 room_id,
                 "m.room.message",

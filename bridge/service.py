@@ -51,7 +51,9 @@ class Bridge:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.api = MatrixApi(settings.homeserver.url, settings.secret("as_token"))
+        self.api = MatrixApi(
+            settings.homeserver.url, settings.secret("as_token"), settings.bot_user_id
+        )
         self.bot = Device(
             self.api,
             store,
@@ -61,7 +63,7 @@ class Bridge:
         )
         self._ghosts: dict[str, Device] = {}
         self._profiles_set: set[tuple[str, str]] = set()
-        self._joined: set[tuple[str, str]] = set()
+        self._prepared: dict[tuple[str, str], list[str]] = {}
         self._key_requested: set[str] = set()
         self._outbox_wake = asyncio.Event()
         self._events_wake = asyncio.Event()
@@ -175,13 +177,17 @@ class Bridge:
         delivery = self.settings.delivery
         try:
             ghost = await self._ghost_for(item.message.sender)
-            room_id = item.case.room_id or await self._create_room(item, ghost.user_id)
-            await self._ensure_joined(room_id, ghost.user_id)
+            room_id, team = await self._prepare_room(item, ghost.user_id)
             first = not item.case.context_sent
             content = cases.message_content(
                 item.message, item.case.number, item.communication_id, first=first
             )
-            event_id = await ghost.send(room_id, content, txn_id=f"wijkbrug-out-{item.item_id}")
+            event_id = await ghost.send(
+                room_id,
+                content,
+                txn_id=f"wijkbrug-out-{item.item_id}",
+                expect_members=team,
+            )
         except MatrixError as exc:
             attempts = item.attempts + 1
             give_up = attempts >= delivery.max_attempts or not exc.retriable
@@ -233,6 +239,7 @@ class Bridge:
         self._profiles_set.add((user_id, display))
 
     async def _create_room(self, item: OutboxWork, ghost_id: str) -> str:
+        """Create the case room (private, encrypted) with the ghost invited."""
         case = item.case
         room_id = await self.api.create_room(
             name=cases.room_name(case.number, case.care_type),
@@ -240,33 +247,43 @@ class Bridge:
                 case.number, case.care_type, case.practice.name, case.provider.name
             ),
             invite=[ghost_id],
-            power_users={self.bot.user_id: 100, ghost_id: 50},
+            # The bot creates the room and so holds its top power level (in room
+            # version 12 a creator must not be listed in the power levels at all).
+            power_users={ghost_id: 50},
         )
         # Persist at once: the room is the case's from now on, whatever happens next.
         await asyncio.to_thread(self.store.set_case_room, case.id, room_id)
         log.info("created room %s for case %s", room_id, case.number)
-        await self.api.join(room_id, ghost_id)
-        self._joined.add((room_id, ghost_id))
-        invited = 0
-        for member in item.members:
-            try:
-                await self.api.invite(room_id, member)
-                invited += 1
-            except MatrixError as exc:
-                log.warning("could not invite a team member to %s: %s", room_id, exc)
-        if not invited:
-            log.warning("case %s: no team member could be invited", case.number)
         return room_id
 
-    async def _ensure_joined(self, room_id: str, user_id: str) -> None:
-        if (room_id, user_id) in self._joined:
-            return
+    async def _prepare_room(self, item: OutboxWork, ghost_id: str) -> tuple[str, list[str]]:
+        """The case room with the ghost joined and the team invited (also after a crash
+        between those steps); returns the room and the team members in it."""
+        room_id = item.case.room_id or await self._create_room(item, ghost_id)
+        known = self._prepared.get((room_id, ghost_id))
+        if known is not None:
+            return room_id, known
         members = await self.api.members(room_id)
-        if members.get(user_id) != "join":
-            if members.get(user_id) != "invite":
-                await self.api.invite(room_id, user_id)
-            await self.api.join(room_id, user_id)
-        self._joined.add((room_id, user_id))
+        if members.get(ghost_id) != "join":
+            if members.get(ghost_id) != "invite":
+                await self.api.invite(room_id, ghost_id)
+            await self.api.join(room_id, ghost_id)
+        present: list[str] = []
+        for member in item.members:
+            state = members.get(member)
+            if state in ("join", "invite"):
+                present.append(member)
+            elif state is None:
+                try:
+                    await self.api.invite(room_id, member)
+                    present.append(member)
+                except MatrixError as exc:
+                    log.warning("could not invite a team member to %s: %s", room_id, exc)
+            # A nurse who left or was removed is not pulled back in.
+        if not present:
+            log.warning("case %s: no team member is in the room", item.case.number)
+        self._prepared[(room_id, ghost_id)] = present
+        return room_id, present
 
     # ------------------------------------------------------------------ transactions
 
@@ -298,10 +315,14 @@ class Bridge:
                     await asyncio.wait_for(self._events_wake.wait(), timeout=1.0)
 
     def _is_ours(self, user_id: str) -> bool:
-        localpart = user_id[1:].split(":", 1)[0]
-        return user_id == self.bot.user_id or localpart.startswith(
-            self.settings.appservice.ghost_prefix
-        )
+        localpart, _, server = user_id[1:].partition(":")
+        if server != self.settings.homeserver.server_name:
+            return False
+        appservice = self.settings.appservice
+        return localpart in (
+            appservice.bot_localpart,
+            appservice.sender_localpart,
+        ) or localpart.startswith(appservice.ghost_prefix)
 
     async def _handle_event(self, ev: PendingEvent) -> None:
         if self._is_ours(ev.sender) or ev.type not in ("m.room.encrypted", "m.room.message"):

@@ -328,6 +328,15 @@ class Store:
         )
         return data
 
+    def _bump(self, comm: Communication, resource: dict[str, Any]) -> None:
+        """Store a changed resource as a new version (versionId, lastUpdated)."""
+        now = utcnow()
+        comm.version += 1
+        resource.setdefault("meta", {})["versionId"] = str(comm.version)
+        resource["meta"]["lastUpdated"] = now.isoformat()
+        comm.resource_enc = self._seal_resource(comm.id, resource)
+        comm.last_updated = now
+
     def _stored(self, comm: Communication) -> StoredCommunication:
         return StoredCommunication(
             comm.id,
@@ -563,11 +572,7 @@ class Store:
             comm.matrix_event_id = event_id
             resource = self._open_resource(comm)
             resource["status"] = comm.status = "completed"
-            comm.version += 1
-            resource.setdefault("meta", {})["versionId"] = str(comm.version)
-            resource["meta"]["lastUpdated"] = now.isoformat()
-            comm.resource_enc = self._seal_resource(comm.id, resource)
-            comm.last_updated = now
+            self._bump(comm, resource)
             if context_sent:
                 s.execute(update(Case).where(Case.id == item.case_id).values(context_sent=True))
 
@@ -579,6 +584,15 @@ class Store:
             item.last_error = error[:500]
             if give_up:
                 item.state = "failed"
+                # Tell the practice system through the resource it polls: not delivered.
+                comm = s.get(Communication, item.communication_id)
+                assert comm is not None
+                resource = self._open_resource(comm)
+                resource["status"] = comm.status = "not-done"
+                resource["statusReason"] = {
+                    "text": "Niet afgeleverd in de casusruimte (could not be delivered)"
+                }
+                self._bump(comm, resource)
             else:
                 item.next_attempt_at = utcnow() + timedelta(seconds=delay)
 

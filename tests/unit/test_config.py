@@ -1,0 +1,64 @@
+"""Configuration: errors name the key path; secrets come from files; registration matches."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from bridge.config import (
+    ConfigError,
+    generate_config,
+    load_settings,
+    parse_settings,
+    registration,
+)
+
+
+def test_generated_config_reads_tokens_from_private_files(tmp_path: Path) -> None:
+    path = generate_config(tmp_path, port=9999)
+    settings = load_settings(path)
+    assert settings.http.port == 9999
+    token_file = tmp_path / "secrets" / "as_token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert settings.secret("as_token") == token_file.read_text()
+    assert settings.secret("as_token") not in path.read_text()
+    assert settings.database_url.startswith("sqlite:///") and str(tmp_path) in settings.database_url
+
+
+def test_regenerating_keeps_the_tokens(tmp_path: Path) -> None:
+    first = load_settings(generate_config(tmp_path)).secret("hs_token")
+    again = load_settings(generate_config(tmp_path, port=1234, overwrite=True))
+    assert again.secret("hs_token") == first and again.http.port == 1234
+
+
+def test_errors_name_the_key_path() -> None:
+    with pytest.raises(ConfigError, match=r"http\.port"):
+        parse_settings({"appservice": {"as_token": "a", "hs_token": "b"}, "http": {"port": "x"}})
+    with pytest.raises(ConfigError, match="appservice"):
+        parse_settings({"appservice": {"as_token": "a"}})
+    with pytest.raises(ConfigError, match=r"database\.uri"):
+        parse_settings({"appservice": {"as_token": "a", "hs_token": "b"}, "database": {"uri": "x"}})
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No such file"):
+        load_settings(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(bad)
+
+
+def test_registration_claims_the_ghost_namespace_exclusively() -> None:
+    settings = parse_settings(
+        {"appservice": {"as_token": "a", "hs_token": "b"}, "homeserver": {"server_name": "zorg.nl"}}
+    )
+    reg = registration(settings)
+    assert reg["sender_localpart"] == "wijkbrug-appservice" and reg["rate_limited"] is False
+    assert reg["namespaces"]["users"] == [
+        {"exclusive": True, "regex": r"@wijkbrug:zorg\.nl"},
+        {"exclusive": True, "regex": r"@wijkbrug_.*:zorg\.nl"},
+    ]
+    assert reg["as_token"] == "a" and reg["hs_token"] == "b"
