@@ -115,7 +115,9 @@ def message_to_dict(msg: CaseMessage) -> dict[str, Any]:
 
 def message_from_dict(data: dict[str, Any]) -> CaseMessage:
     patient = dict(data["patient"])
-    patient["birth_date"] = date.fromisoformat(patient["birth_date"]) if patient["birth_date"] else None
+    patient["birth_date"] = (
+        date.fromisoformat(patient["birth_date"]) if patient["birth_date"] else None
+    )
     sender = dict(data["sender"])
     sender["identifiers"] = tuple(Identifier(**i) for i in sender.get("identifiers", ()))
     return CaseMessage(

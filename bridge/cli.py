@@ -57,8 +57,9 @@ def friendly_errors(func: F) -> F:
         except SchemaTooNewError as exc:
             _fail(str(exc), EXIT_DATABASE)
         except SQLAlchemyError as exc:
-            _fail(f"database: {type(exc).__name__}: {exc.args[0] if exc.args else ''}",
-                  EXIT_DATABASE)
+            _fail(
+                f"database: {type(exc).__name__}: {exc.args[0] if exc.args else ''}", EXIT_DATABASE
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -244,7 +245,9 @@ def route_add(
 def route_list(ctx: Context) -> None:
     """List the routes."""
     for r in sorted(ctx.store().route_rules(), key=lambda r: (r.care_type.value, r.pc4_from)):
-        click.echo(f"{r.id}\t{r.care_type.value}\t{r.pc4_from}-{r.pc4_to}\t{r.rank}\t{r.provider_name}")
+        click.echo(
+            f"{r.id}\t{r.care_type.value}\t{r.pc4_from}-{r.pc4_to}\t{r.rank}\t{r.provider_name}"
+        )
 
 
 @route.command("explain")
@@ -351,8 +354,9 @@ def serve(ctx: Context, config: Path | None) -> None:
     settings = load_settings(config) if config else ctx.settings()
     open_store(settings).engine.dispose()  # fail fast on database problems
     app = create_app(settings)
-    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_level="info",
-                access_log=False)
+    uvicorn.run(
+        app, host=settings.http.host, port=settings.http.port, log_level="info", access_log=False
+    )
 
 
 @main.command("dev")
@@ -374,15 +378,20 @@ def dev(
     """The embedded stack: Synapse (SQLite) + the bridge + a demo region."""
     from bridge.devstack import run_dev
 
-    code = asyncio.run(
-        run_dev(
-            (dev_dir or ctx.data_dir).resolve(),
-            port=port,
-            synapse_port=synapse_port,
-            server_name=server_name,
-            demo=not no_demo,
+    try:
+        code = asyncio.run(
+            run_dev(
+                (dev_dir or ctx.data_dir).resolve(),
+                port=port,
+                synapse_port=synapse_port,
+                server_name=server_name,
+                demo=not no_demo,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        # uvicorn re-raises the Ctrl-C it handled once everything has stopped.
+        code = 0
+    click.echo("stopped.", err=True)
     sys.exit(code)
 
 

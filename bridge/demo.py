@@ -57,8 +57,11 @@ def load_demo(store: Store, data_dir: Path, server_name: str) -> dict[str, Any]:
     facts = {
         "tokens": tokens,
         "accounts": {
-            local: {"user_id": f"@{local}:{server_name}", "password": secrets.token_urlsafe(9),
-                    "displayname": display}
+            local: {
+                "user_id": f"@{local}:{server_name}",
+                "password": secrets.token_urlsafe(9),
+                "displayname": display,
+            }
             for local, display in ACCOUNTS.items()
         },
     }

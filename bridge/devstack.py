@@ -46,9 +46,10 @@ def _banner(facts: dict[str, Any], bridge_url: str, hs_url: str, data_dir: Path)
     return "\n".join(lines)
 
 
-async def _wait_ready(url: str, server: uvicorn.Server, timeout: float = 60) -> bool:
+async def _wait_ready(url: str, server: uvicorn.Server, attempts: int = 240) -> bool:
+    """Poll /readyz every 0.25 s (a minute by default) while the server runs."""
     async with httpx.AsyncClient() as http:
-        for _ in range(int(timeout * 4)):
+        for _ in range(attempts):
             if server.should_exit:
                 return False
             try:

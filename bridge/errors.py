@@ -48,7 +48,7 @@ STATUS_FOR: dict[ErrorCode, int] = {
 
 @dataclass(frozen=True)
 class Issue:
-    """One problem in the input, and where it is (FHIRPath-like, e.g. ``Communication.category[0]``)."""
+    """One problem in the input and where it is (FHIRPath-like: ``Communication.category[0]``)."""
 
     code: ErrorCode
     diagnostics: str

@@ -179,7 +179,11 @@ class MatrixApi:
                 "invite": invite,
                 "is_direct": False,
                 "initial_state": [
-                    {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}},
+                    {
+                        "type": "m.room.encryption",
+                        "state_key": "",
+                        "content": {"algorithm": MEGOLM},
+                    },
                     # Members see history from their invite on (TI-Messenger A_25481's
                     # default), so a nurse who accepts later still reads the first message;
                     # nobody outside the room ever does.
@@ -188,7 +192,11 @@ class MatrixApi:
                         "state_key": "",
                         "content": {"history_visibility": "invited"},
                     },
-                    {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
+                    {
+                        "type": "m.room.join_rules",
+                        "state_key": "",
+                        "content": {"join_rule": "invite"},
+                    },
                     {
                         "type": "m.room.guest_access",
                         "state_key": "",

@@ -1,7 +1,7 @@
 """Versioned schema upgrades (Alembic), and the refusal to run on a newer database.
 
-    wijkbrug db upgrade  ->  upgrade(engine)  ->  alembic upgrade head
-    wijkbrug serve/dev   ->  upgrade(engine)  (refuses if the database is ahead of the code)
+wijkbrug db upgrade  ->  upgrade(engine)  ->  alembic upgrade head
+wijkbrug serve/dev   ->  upgrade(engine)  (refuses if the database is ahead of the code)
 """
 
 from __future__ import annotations

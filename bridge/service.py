@@ -202,12 +202,11 @@ class Bridge:
                 "giving up" if give_up else f"retry in {delay:.0f}s",
                 exc,
             )
-            await asyncio.to_thread(self.store.outbox_retry, item.item_id, str(exc), delay,
-                                    give_up=give_up)
+            await asyncio.to_thread(
+                self.store.outbox_retry, item.item_id, str(exc), delay, give_up=give_up
+            )
             return
-        await asyncio.to_thread(
-            self.store.outbox_done, item.item_id, event_id, context_sent=True
-        )
+        await asyncio.to_thread(self.store.outbox_done, item.item_id, event_id, context_sent=True)
         log.info("delivered communication %s as %s", item.communication_id, event_id)
 
     def _ghost_localpart(self, sender: Party) -> str:
@@ -354,9 +353,7 @@ class Bridge:
         age = (datetime.now(UTC) - ev.received_at).total_seconds()
         if age > self.settings.delivery.decrypt_timeout_seconds:
             log.warning("event %s stays undecryptable; giving up", ev.event_id)
-            await asyncio.to_thread(
-                self.store.event_done, ev.event_id, "failed", "undecryptable"
-            )
+            await asyncio.to_thread(self.store.event_done, ev.event_id, "failed", "undecryptable")
             return
         if ev.event_id not in self._key_requested and ev.attempts >= 3:
             self._key_requested.add(ev.event_id)
@@ -396,4 +393,3 @@ class Bridge:
         await asyncio.to_thread(self.store.event_done, ev.event_id)
         if stored is not None:
             log.info("reply %s stored for case %s", stored.id, case.number)
-

@@ -93,8 +93,9 @@ def _parse_instant(value: str, where: str) -> tuple[str, datetime]:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise WijkbrugError(
-            ErrorCode.VALUE, "_lastUpdated is not a valid moment", [Issue(ErrorCode.VALUE,
-            "not a valid date", where)]
+            ErrorCode.VALUE,
+            "_lastUpdated is not a valid moment",
+            [Issue(ErrorCode.VALUE, "not a valid date", where)],
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -176,5 +177,8 @@ async def search_communications(
 
 
 def _entry(base: str, stored: StoredCommunication) -> dict[str, Any]:
-    return {"fullUrl": f"{base}/{stored.id}", "resource": stored.resource, "search": {
-        "mode": "match"}}
+    return {
+        "fullUrl": f"{base}/{stored.id}",
+        "resource": stored.resource,
+        "search": {"mode": "match"},
+    }

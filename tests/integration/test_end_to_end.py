@@ -31,8 +31,14 @@ TEXT = "Graag wondcontrole na ontslag, wond onderbeen links."
 NURSE_PASSWORD = "nurse-password-1"
 
 
-def communication(identifier: str, *, bsn: str = BSN, postcode: str = "1092 AB",
-                  care_type: str = "wondzorg", text: str = TEXT) -> dict[str, Any]:
+def communication(
+    identifier: str,
+    *,
+    bsn: str = BSN,
+    postcode: str = "1092 AB",
+    care_type: str = "wondzorg",
+    text: str = TEXT,
+) -> dict[str, Any]:
     return {
         "resourceType": "Communication",
         "contained": [
@@ -86,15 +92,24 @@ def site(
     bridge.point_at(synapse.base_url)
     bridge.start()
     # The pinned admin commands, run while the bridge is up: they apply at once.
-    bridge.cli("org", "add", "practice", "--agb", "01234567", "--name", "Huisartsenpraktijk De Pijp")
+    bridge.cli(
+        "org", "add", "practice", "--agb", "01234567", "--name", "Huisartsenpraktijk De Pijp"
+    )
     bridge.cli("org", "add", "practice", "--agb", "01234568", "--name", "Praktijk Elders")
     bridge.cli("org", "add", "provider", "--ura", "12345678", "--name", "Thuiszorg Oost")
     bridge.cli(
-        "team", "add", "--provider", "12345678", "--name", "Team Watergraafsmeer",
-        "--member", "@nurse1:localhost",
+        "team",
+        "add",
+        "--provider",
+        "12345678",
+        "--name",
+        "Team Watergraafsmeer",
+        "--member",
+        "@nurse1:localhost",
     )
-    bridge.cli("route", "add", "--care-type", "wondzorg", "--pc4", "1091-1098",
-               "--provider", "12345678")
+    bridge.cli(
+        "route", "add", "--care-type", "wondzorg", "--pc4", "1091-1098", "--provider", "12345678"
+    )
     explain = bridge.cli("route", "explain", "--care-type", "wondzorg", "--postcode", "1092 AB")
     assert "Thuiszorg Oost" in explain.stdout
     token = bridge.cli("client", "add", "--org", "01234567", "--name", "his-test")
@@ -173,9 +188,7 @@ async def test_gp_message_reaches_nurse_and_reply_returns(site: Site, nurse: JsC
             assert search.status_code == 200, search.text
             bundle = search.json()
             replies = [
-                e["resource"]
-                for e in bundle.get("entry", [])
-                if e["resource"].get("inResponseTo")
+                e["resource"] for e in bundle.get("entry", []) if e["resource"].get("inResponseTo")
             ]
             if replies:
                 reply = replies[0]
@@ -184,14 +197,12 @@ async def test_gp_message_reaches_nurse_and_reply_returns(site: Site, nurse: JsC
         assert reply is not None, site.bridge.log()[-3000:]
         assert reply["inResponseTo"] == [{"reference": f"Communication/{original['id']}"}]
         assert reply["payload"][0]["contentString"] == answer
-        assert "@nurse1:localhost" in json.dumps(reply["sender"]) or "@nurse1:localhost" in json.dumps(
-            reply.get("contained", [])
-        )
+        assert "@nurse1:localhost" in json.dumps(
+            reply["sender"]
+        ) or "@nurse1:localhost" in json.dumps(reply.get("contained", []))
 
         # Another practice's token sees none of it.
-        other = await http.get(
-            "/fhir/Communication", headers=fhir_headers(site.other_token)
-        )
+        other = await http.get("/fhir/Communication", headers=fhir_headers(site.other_token))
         assert other.json()["total"] == 0
         hidden = await http.get(
             f"/fhir/Communication/{original['id']}", headers=fhir_headers(site.other_token)
@@ -232,8 +243,11 @@ async def test_bad_input_gets_operation_outcome(site: Site) -> None:
             (json.dumps({"resourceType": "Patient"}).encode(), 400, ""),
             (json.dumps(communication("bad-bsn", bsn="123456789")).encode(), 400, "value"),
             (json.dumps(communication("bad-ct", care_type="tandarts")).encode(), 400, "value"),
-            (json.dumps(communication("no-route", postcode="9999 ZZ")).encode(), 422,
-             "business-rule"),
+            (
+                json.dumps(communication("no-route", postcode="9999 ZZ")).encode(),
+                422,
+                "business-rule",
+            ),
         ]
         for body, status, code in cases:
             resp = await http.post("/fhir/Communication", content=body, headers=headers)
@@ -250,7 +264,8 @@ async def test_bad_input_gets_operation_outcome(site: Site) -> None:
         )
         assert "no route for wondzorg in PC4 9999" in no_route.text
         unauthorised = await http.post(
-            "/fhir/Communication", content=json.dumps(communication("x")),
+            "/fhir/Communication",
+            content=json.dumps(communication("x")),
             headers={"Content-Type": "application/fhir+json"},
         )
         assert unauthorised.status_code == 401

@@ -17,12 +17,18 @@ pytestmark = pytest.mark.integration
 BSN = "999911120"
 
 
-def message(ident: str = "msg-1", bsn: str = BSN, text_: str = "Wondcontrole na ontslag") -> CaseMessage:
+def message(
+    ident: str = "msg-1", bsn: str = BSN, text_: str = "Wondcontrole na ontslag"
+) -> CaseMessage:
     return CaseMessage(
         identifier=Identifier("urn:oid:2.16.528.1.1007.3.3.01234567.1", ident),
         care_type=CareType.WONDZORG,
-        patient=Patient(bsn=bsn, postcode="1092AB", name="J. de Vries", birth_date=date(1948, 3, 12)),
-        sender=Party(name="A. Jansen", organisation_name="Huisartsenpraktijk De Pijp", agb="01234567"),
+        patient=Patient(
+            bsn=bsn, postcode="1092AB", name="J. de Vries", birth_date=date(1948, 3, 12)
+        ),
+        sender=Party(
+            name="A. Jansen", organisation_name="Huisartsenpraktijk De Pijp", agb="01234567"
+        ),
         text=text_,
         resource={"resourceType": "Communication"},
     )

@@ -10,10 +10,15 @@ from bridge.canonical import CareType, CaseMessage, Identifier, Party, Patient, 
 MSG = CaseMessage(
     identifier=Identifier("urn:oid:2.16.528.1.1007.3.3.01234567.1", "m1"),
     care_type=CareType.WONDZORG,
-    patient=Patient(bsn="999911120", postcode="1092AB", name="J. de Vries",
-                    birth_date=date(1948, 3, 12)),
-    sender=Party(name="A. Jansen", organisation_name="Huisartsenpraktijk De Pijp",
-                 agb="01000001", identifiers=(Identifier("x", "y"),)),
+    patient=Patient(
+        bsn="999911120", postcode="1092AB", name="J. de Vries", birth_date=date(1948, 3, 12)
+    ),
+    sender=Party(
+        name="A. Jansen",
+        organisation_name="Huisartsenpraktijk De Pijp",
+        agb="01000001",
+        identifiers=(Identifier("x", "y"),),
+    ),
     text="Wondcontrole graag",
     priority=Priority.URGENT,
     sent=datetime(2026, 11, 25, 9, 30, tzinfo=UTC),
