@@ -190,7 +190,11 @@ class Bridge:
             )
         except MatrixError as exc:
             attempts = item.attempts + 1
-            give_up = attempts >= delivery.max_attempts or not exc.retriable
+            # An unreachable homeserver is an outage, not a verdict on this message: keep
+            # trying. A homeserver that refuses (4xx) or keeps failing (5xx) is given up on.
+            give_up = not exc.retriable or (
+                exc.status is not None and attempts >= delivery.max_attempts
+            )
             delay = min(
                 delivery.backoff_initial_seconds * 2**item.attempts,
                 delivery.backoff_max_seconds,
@@ -292,16 +296,30 @@ class Bridge:
 
     async def _bot_sync_loop(self) -> None:
         delay = 1.0
+        outage = False
         while True:
             try:
                 async with self.bot.lock:
                     await self.bot.sync(timeout_ms=5000)
-                delay = 1.0
-                self._events_wake.set()
             except MatrixError as exc:
+                outage = True
+                self.ready = False
+                self.last_error = str(exc)
                 log.warning("bot sync failed (%s); retrying in %.0fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+                continue
+            delay = 1.0
+            if outage:
+                # The homeserver is back: what waited out the outage goes now, not after
+                # its backoff.
+                outage = False
+                self.ready = True
+                self.last_error = None
+                moved = await asyncio.to_thread(self.store.outbox_retry_now)
+                log.info("homeserver reachable again; %d queued message(s) resume", moved)
+                self._outbox_wake.set()
+            self._events_wake.set()
 
     async def _event_loop(self) -> None:
         while True:

@@ -596,6 +596,20 @@ class Store:
             else:
                 item.next_attempt_at = utcnow() + timedelta(seconds=delay)
 
+    def outbox_retry_now(self) -> int:
+        """Make every pending outbox item due now (after an outage); returns how many."""
+        with self.session() as s:
+            result = s.execute(
+                update(OutboxItem)
+                .where(
+                    OutboxItem.state == "pending",
+                    OutboxItem.attempts > 0,  # backing off, not leased for a first try
+                    OutboxItem.next_attempt_at > utcnow(),
+                )
+                .values(next_attempt_at=utcnow())
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
     def outbox_depth(self) -> int:
         with self.session() as s:
             return (
