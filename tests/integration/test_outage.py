@@ -85,10 +85,9 @@ async def test_messages_accepted_during_outage_arrive_in_order(
 
             await asyncio.to_thread(synapse.start)
             for i in range(1, 4):
+                expected = f"tijdens storing {i}"
                 await nurse.wait_for(
-                    "message",
-                    lambda e, i=i: e["body"].endswith(f"tijdens storing {i}"),
-                    timeout=90,
+                    "message", lambda e: bool(e["body"].endswith(expected)), timeout=90
                 )
             bodies = [e["body"] for e in nurse.events if e["event"] == "message"]
             during = [b for b in bodies if "tijdens storing" in b]
