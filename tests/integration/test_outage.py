@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +24,10 @@ from tests.support.bridge import BridgeSite
 from tests.support.jsclient import JsClient
 
 pytestmark = pytest.mark.integration
+
+
+def body_ends(text: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda event: bool(event["body"].endswith(text))
 
 
 @pytest.fixture
@@ -69,7 +74,7 @@ async def test_messages_accepted_during_outage_arrive_in_order(
                 content=json.dumps(communication("o-0", text="voor")),
             )
             assert first.status_code == 201
-            await nurse.wait_for("message", lambda e: e["body"].endswith("voor"))
+            await nurse.wait_for("message", body_ends("voor"))
 
             await asyncio.to_thread(synapse.stop)
             for i in range(1, 4):
@@ -85,10 +90,7 @@ async def test_messages_accepted_during_outage_arrive_in_order(
 
             await asyncio.to_thread(synapse.start)
             for i in range(1, 4):
-                expected = f"tijdens storing {i}"
-                await nurse.wait_for(
-                    "message", lambda e: bool(e["body"].endswith(expected)), timeout=90
-                )
+                await nurse.wait_for("message", body_ends(f"tijdens storing {i}"), timeout=90)
             bodies = [e["body"] for e in nurse.events if e["event"] == "message"]
             during = [b for b in bodies if "tijdens storing" in b]
             assert during == [f"tijdens storing {i}" for i in range(1, 4)]
