@@ -1,0 +1,159 @@
+"""The FHIR facade without a homeserver: auth, search parameters, paging, OperationOutcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bridge.canonical import CareType
+from bridge.config import generate_config, load_settings
+from bridge.service import Bridge
+from bridge.web.app import create_app
+from tests.support.examples import message, region
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Bridge, str, str]]:
+    settings = load_settings(generate_config(tmp_path))
+    with TestClient(create_app(settings, run_bridge=False)) as client:
+        bridge: Bridge = client.app.state.bridge  # type: ignore[attr-defined]
+        region(bridge.store)
+        _, token = bridge.store.add_client("01234567", "his")
+        _, other = bridge.store.add_client("01234568", "other")
+        yield client, bridge, token, other
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def seed(bridge: Bridge, n: int) -> list[str]:
+    practice = bridge.store.find_org("01234567")
+    decision = bridge.store.decide(CareType.WONDZORG, "1092AB")
+
+    def render(comm_id: str, number: str, now: datetime) -> dict[str, Any]:
+        return {
+            "resourceType": "Communication",
+            "id": comm_id,
+            "status": "in-progress",
+            "meta": {"versionId": "1", "lastUpdated": now.isoformat()},
+        }
+
+    return [
+        bridge.store.accept_message(practice, message(f"m{i}"), decision, render)[0].id
+        for i in range(n)
+    ]
+
+
+def test_search_pages_with_next_links(api: tuple[TestClient, Bridge, str, str]) -> None:
+    client, bridge, token, _ = api
+    ids = seed(bridge, 5)
+    seen: list[str] = []
+    url: str | None = "/fhir/Communication?_count=2"
+    while url:
+        resp = client.get(url, headers=auth(token))
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("application/fhir+json")
+        bundle = resp.json()
+        assert bundle["type"] == "searchset" and bundle["total"] == 5
+        seen += [e["resource"]["id"] for e in bundle["entry"]]
+        nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        url = nxt[0].split("127.0.0.1:8080", 1)[1] if nxt else None
+    assert seen == ids
+
+
+def test_search_filters(api: tuple[TestClient, Bridge, str, str]) -> None:
+    client, bridge, token, other = api
+    seed(bridge, 2)
+    by_id = client.get(
+        "/fhir/Communication",
+        params={"identifier": "urn:oid:2.16.528.1.1007.3.3.01234567.1|m1"},
+        headers=auth(token),
+    )
+    assert by_id.json()["total"] == 1
+    assert client.get("/fhir/Communication?identifier=m0", headers=auth(token)).json()["total"] == 1
+    status = client.get("/fhir/Communication?status=completed", headers=auth(token))
+    assert status.json()["total"] == 0
+    future = client.get("/fhir/Communication?_lastUpdated=gt2999-01-01", headers=auth(token))
+    assert future.json()["total"] == 0
+    past = client.get(
+        "/fhir/Communication?_lastUpdated=ge2000-01-01T00:00:00Z", headers=auth(token)
+    )
+    assert past.json()["total"] == 2
+    assert client.get("/fhir/Communication", headers=auth(other)).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "where"),
+    [
+        ("_count=0", "_count"),
+        ("_count=abc", "_count"),
+        ("_lastUpdated=yesterday", "_lastUpdated"),
+        ("_lastUpdated=gt2026-13-45", "_lastUpdated"),
+        ("subject=Patient/1", "subject"),
+    ],
+)
+def test_bad_search_parameters_say_where(
+    api: tuple[TestClient, Bridge, str, str], query: str, where: str
+) -> None:
+    client, _, token, _ = api
+    resp = client.get(f"/fhir/Communication?{query}", headers=auth(token))
+    assert 400 <= resp.status_code < 500
+    outcome = resp.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["expression"] == [where]
+
+
+def test_read_is_scoped_to_the_tokens_organisation(
+    api: tuple[TestClient, Bridge, str, str],
+) -> None:
+    client, bridge, token, other = api
+    (comm_id,) = seed(bridge, 1)
+    mine = client.get(f"/fhir/Communication/{comm_id}", headers=auth(token))
+    assert mine.status_code == 200 and mine.headers["etag"] == 'W/"1"'
+    theirs = client.get(f"/fhir/Communication/{comm_id}", headers=auth(other))
+    assert theirs.status_code == 404 and theirs.json()["resourceType"] == "OperationOutcome"
+
+
+def test_authentication_errors(api: tuple[TestClient, Bridge, str, str]) -> None:
+    client, _, _, _ = api
+    for headers in ({}, {"Authorization": "Basic abc"}, auth("wbt_unknown")):
+        resp = client.get("/fhir/Communication", headers=headers)
+        assert resp.status_code == 401
+        assert resp.json()["issue"][0]["code"] == "login"
+
+
+def test_provider_token_cannot_post(api: tuple[TestClient, Bridge, str, str]) -> None:
+    client, bridge, _, _ = api
+    _, provider_token = bridge.store.add_client("12345678", "ecd")
+    resp = client.post("/fhir/Communication", content=b"{}", headers=auth(provider_token))
+    assert resp.status_code == 403 and resp.json()["issue"][0]["code"] == "forbidden"
+
+
+def test_unknown_fhir_path_and_method(api: tuple[TestClient, Bridge, str, str]) -> None:
+    client, _, token, _ = api
+    missing = client.get("/fhir/Patient/1", headers=auth(token))
+    assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
+    wrong = client.delete("/fhir/Communication/1", headers=auth(token))
+    assert wrong.status_code == 405 and wrong.json()["resourceType"] == "OperationOutcome"
+
+
+def test_metadata_and_health(api: tuple[TestClient, Bridge, str, str]) -> None:
+    client, _, _, _ = api
+    meta = client.get("/fhir/metadata")
+    assert meta.status_code == 200 and meta.json()["resourceType"] == "CapabilityStatement"
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 503  # no homeserver in this test
+    metrics = client.get("/metrics").text
+    assert "wijkbrug_outbox_depth 0.0" in metrics
+
+
+def test_oversized_body_is_refused(api: tuple[TestClient, Bridge, str, str]) -> None:
+    client, _, token, _ = api
+    resp = client.post("/fhir/Communication", content=b" " * (1024 * 1024 + 1), headers=auth(token))
+    assert resp.status_code == 413 and resp.json()["resourceType"] == "OperationOutcome"
