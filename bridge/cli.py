@@ -7,6 +7,7 @@ error, 3 database error, 4 homeserver unreachable.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -19,7 +20,8 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge import __version__
-from bridge.canonical import CareType
+from bridge.agreements import parse_sheet
+from bridge.canonical import CareType, Priority
 from bridge.config import (
     ConfigError,
     Settings,
@@ -28,8 +30,10 @@ from bridge.config import (
     settings_for_data_dir,
     write_registration,
 )
+from bridge.directory import parse_pc4_range
 from bridge.errors import WijkbrugError
 from bridge.identifiers import normalise_postcode
+from bridge.routing import gp_route_for
 from bridge.runtime import open_store
 from bridge.schema import SchemaTooNewError
 from bridge.store import Store
@@ -146,45 +150,56 @@ def org_list(ctx: Context) -> None:
         click.echo(f"{o.id}\t{o.kind}\tAGB {o.agb or '-'}\tURA {o.ura or '-'}\t{o.name}")
 
 
-# ---------------------------------------------------------------------- teams
+# ---------------------------------------------------------------------- practitioners
 
 
 @main.group()
-def team() -> None:
-    """Teams of a home-care provider, with their nurses' Matrix IDs."""
+def practitioner() -> None:
+    """Practitioners (GPs, assistants) of a practice."""
 
 
-@team.command("add")
-@click.option("--provider", required=True, help="URA (or AGB) of the provider.")
+@practitioner.command("add")
+@click.option("--org", "org_code", required=True, help="AGB of the practice.")
 @click.option("--name", required=True)
-@click.option("--member", "members", multiple=True, help="Matrix ID of a nurse (repeat).")
+@click.option("--agb")
+@click.option("--uzi")
+@click.option("--big")
+@click.option("--matrix-id", help="Her Matrix ID, if she uses a chat client.")
 @pass_ctx
 @friendly_errors
-def team_add(ctx: Context, provider: str, name: str, members: tuple[str, ...]) -> None:
-    """Add a team to a provider."""
-    team_id = ctx.store().add_team(provider, name, list(members))
-    click.echo(f"added team {name} (id {team_id}) with {len(set(members))} member(s)")
+def practitioner_add(
+    ctx: Context,
+    org_code: str,
+    name: str,
+    agb: str | None,
+    uzi: str | None,
+    big: str | None,
+    matrix_id: str | None,
+) -> None:
+    """Add a practitioner to a practice."""
+    pid = ctx.store().add_practitioner(
+        org_code, name, agb=agb, uzi=uzi, big=big, matrix_id=matrix_id
+    )
+    click.echo(f"added practitioner {name} (id {pid})")
 
 
-@team.command("list")
+@practitioner.command("list")
 @pass_ctx
 @friendly_errors
-def team_list(ctx: Context) -> None:
-    """List the teams and their members."""
-    for team_id, name, provider, members in ctx.store().list_teams():
-        click.echo(f"{team_id}\t{provider.name}\t{name}\t{' '.join(members)}")
+def practitioner_list(ctx: Context) -> None:
+    """List the practitioners."""
+    for p in ctx.store().list_practitioners():
+        click.echo(f"{p.id}\t{p.org.name}\t{p.name}\tAGB {p.agb or '-'}\t{p.matrix_id or '-'}")
 
 
-# ---------------------------------------------------------------------- routes
+# ---------------------------------------------------------------------- teams
 
 
 def _pc4_range(value: str) -> tuple[int, int]:
-    low, _, high = value.partition("-")
     try:
-        start, end = int(low), int(high or low)
-    except ValueError:
-        raise click.BadParameter("give a PC4 or a range like 1091-1098") from None
-    return start, end
+        return parse_pc4_range(value)
+    except WijkbrugError as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 def _moment(value: str | None) -> datetime | None:
@@ -197,9 +212,153 @@ def _moment(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-care_type_option = click.option(
-    "--care-type", required=True, type=click.Choice([c.value for c in CareType])
+CARE_TYPES = click.Choice([c.value for c in CareType])
+care_type_option = click.option("--care-type", required=True, type=CARE_TYPES)
+
+
+@main.group()
+def team() -> None:
+    """Teams of a home-care provider, with their nurses' Matrix IDs."""
+
+
+@team.command("add")
+@click.option("--provider", required=True, help="URA (or AGB) of the provider.")
+@click.option("--name", required=True)
+@click.option("--member", "members", multiple=True, help="Matrix ID of a nurse (repeat).")
+@click.option(
+    "--care-type",
+    "care_types",
+    multiple=True,
+    type=CARE_TYPES,
+    help="A care type the team serves (repeat; default: all).",
 )
+@click.option(
+    "--pc4", "areas", multiple=True, help="PC4 range the team serves (repeat; default: all)."
+)
+@pass_ctx
+@friendly_errors
+def team_add(
+    ctx: Context,
+    provider: str,
+    name: str,
+    members: tuple[str, ...],
+    care_types: tuple[str, ...],
+    areas: tuple[str, ...],
+) -> None:
+    """Add a team to a provider."""
+    team_id = ctx.store().add_team(
+        provider,
+        name,
+        list(members),
+        care_types=[CareType(c) for c in care_types],
+        pc4_ranges=[_pc4_range(a) for a in areas],
+    )
+    click.echo(f"added team {name} (id {team_id}) with {len(set(members))} member(s)")
+
+
+@team.command("list")
+@pass_ctx
+@friendly_errors
+def team_list(ctx: Context) -> None:
+    """List the teams and their members."""
+    for t in ctx.store().list_teams():
+        care = ",".join(c.value for c in t.care_types) or "all care types"
+        areas = ",".join(f"{lo}-{hi}" for lo, hi in t.pc4_ranges) or "all areas"
+        click.echo(f"{t.id}\t{t.provider.name}\t{t.name}\t{care}\t{areas}\t{' '.join(t.members)}")
+
+
+# ---------------------------------------------------------------------- wijken
+
+
+@main.group()
+def wijk() -> None:
+    """Named neighbourhoods (sets of PC4 areas) that routes can refer to."""
+
+
+@wijk.command("add")
+@click.option("--name", required=True)
+@click.option("--pc4", "areas", multiple=True, required=True, help="PC4 or range (repeat).")
+@pass_ctx
+@friendly_errors
+def wijk_add(ctx: Context, name: str, areas: tuple[str, ...]) -> None:
+    """Add a wijk."""
+    ctx.store().add_wijk(name, [_pc4_range(a) for a in areas])
+    click.echo(f"added wijk {name}")
+
+
+@wijk.command("list")
+@pass_ctx
+@friendly_errors
+def wijk_list(ctx: Context) -> None:
+    """List the wijken and their PC4s."""
+    for name, areas in ctx.store().wijken().items():
+        click.echo(f"{name}\t{' '.join(map(str, areas))}")
+
+
+# ---------------------------------------------------------------------- availability
+
+
+@main.group()
+def availability() -> None:
+    """Mark a provider or team full for a period ("vol tot vrijdag")."""
+
+
+@availability.command("full")
+@click.option("--provider", required=True, help="URA of the provider.")
+@click.option("--team", help="Only this team of the provider.")
+@click.option("--care-type", type=CARE_TYPES, help="Only this care type (default: all).")
+@click.option("--from", "start", help="ISO date-time (default: now).")
+@click.option("--until", "end", required=True, help="ISO date-time it ends (exclusive).")
+@click.option("--note", default="")
+@pass_ctx
+@friendly_errors
+def availability_full(
+    ctx: Context,
+    provider: str,
+    team: str | None,
+    care_type: str | None,
+    start: str | None,
+    end: str,
+    note: str,
+) -> None:
+    """Mark a provider (or team) full; routing takes the next provider meanwhile."""
+    until = _moment(end)
+    assert until is not None
+    block_id = ctx.store().add_unavailability(
+        provider,
+        _moment(start) or datetime.now(UTC),
+        until,
+        care_type=CareType(care_type) if care_type else None,
+        team=team,
+        note=note,
+    )
+    click.echo(f"marked full (id {block_id}) until {until.isoformat()}")
+
+
+@availability.command("list")
+@pass_ctx
+@friendly_errors
+def availability_list(ctx: Context) -> None:
+    """List the periods in which providers are full."""
+    for b in ctx.store().unavailability():
+        care = b.care_type.value if b.care_type else "all"
+        click.echo(
+            f"{b.id}\tprovider {b.provider_id}\t{care}\t{b.start.isoformat()}"
+            f"\t{b.end.isoformat()}\t{b.note}"
+        )
+
+
+@availability.command("clear")
+@click.argument("block_id", type=int)
+@pass_ctx
+@friendly_errors
+def availability_clear(ctx: Context, block_id: int) -> None:
+    """Remove a "full" period."""
+    ctx.store().remove_unavailability(block_id)
+    click.echo(f"cleared {block_id}")
+
+
+# ---------------------------------------------------------------------- routes
 
 
 @main.group()
@@ -209,7 +368,8 @@ def route() -> None:
 
 @route.command("add")
 @care_type_option
-@click.option("--pc4", required=True, help="PC4 or range, e.g. 1091-1098.")
+@click.option("--pc4", help="PC4 or range, e.g. 1091-1098.")
+@click.option("--wijk", help="A named wijk instead of --pc4.")
 @click.option("--provider", required=True, help="URA (or AGB) of the provider.")
 @click.option("--rank", default=1, show_default=True, help="1 = preferred, 2 = first fallback.")
 @click.option("--valid-from", help="ISO date the route starts.")
@@ -219,14 +379,17 @@ def route() -> None:
 def route_add(
     ctx: Context,
     care_type: str,
-    pc4: str,
+    pc4: str | None,
+    wijk: str | None,
     provider: str,
     rank: int,
     valid_from: str | None,
     valid_to: str | None,
 ) -> None:
     """Add a route."""
-    low, high = _pc4_range(pc4)
+    if (pc4 is None) == (wijk is None):
+        raise click.UsageError("give exactly one of --pc4 and --wijk")
+    low, high = _pc4_range(pc4) if pc4 else (None, None)
     route_id = ctx.store().add_route(
         CareType(care_type),
         low,
@@ -235,8 +398,19 @@ def route_add(
         rank=rank,
         valid_from=_moment(valid_from),
         valid_to=_moment(valid_to),
+        wijk=wijk,
     )
     click.echo(f"added route {route_id}")
+
+
+@route.command("remove")
+@click.argument("route_id", type=int)
+@pass_ctx
+@friendly_errors
+def route_remove(ctx: Context, route_id: int) -> None:
+    """Remove a route."""
+    ctx.store().remove_route(route_id)
+    click.echo(f"removed route {route_id}")
 
 
 @route.command("list")
@@ -244,9 +418,13 @@ def route_add(
 @friendly_errors
 def route_list(ctx: Context) -> None:
     """List the routes."""
-    for r in sorted(ctx.store().route_rules(), key=lambda r: (r.care_type.value, r.pc4_from)):
+    rules = sorted(ctx.store().route_rules(), key=lambda r: (r.care_type.value, r.pc4_from, r.rank))
+    for r in rules:
+        start = r.valid_from.date().isoformat() if r.valid_from else "…"
+        end = r.valid_to.date().isoformat() if r.valid_to else "…"
         click.echo(
-            f"{r.id}\t{r.care_type.value}\t{r.pc4_from}-{r.pc4_to}\t{r.rank}\t{r.provider_name}"
+            f"{r.id}\t{r.care_type.value}\t{r.area_text()}\trank {r.rank}\t{start}/{end}"
+            f"\t{r.provider_name}"
         )
 
 
@@ -254,13 +432,21 @@ def route_list(ctx: Context) -> None:
 @care_type_option
 @click.option("--postcode", required=True)
 @click.option("--at", "at", help="ISO date-time to decide for (default: now).")
+@click.option(
+    "--priority",
+    type=click.Choice([p.value for p in Priority]),
+    default="routine",
+    show_default=True,
+)
 @pass_ctx
 @friendly_errors
-def route_explain(ctx: Context, care_type: str, postcode: str, at: str | None) -> None:
+def route_explain(
+    ctx: Context, care_type: str, postcode: str, at: str | None, priority: str
+) -> None:
     """Show which provider a case would go to, and why."""
     if normalise_postcode(postcode) is None:
         raise click.BadParameter(f"{postcode!r} is not a Dutch postcode", param_hint="--postcode")
-    decision = ctx.store().decide(CareType(care_type), postcode, _moment(at))
+    decision = ctx.store().decide(CareType(care_type), postcode, _moment(at), Priority(priority))
     for reason in decision.reasons:
         click.echo(f"  - {reason}")
     if decision.routed:
@@ -268,6 +454,93 @@ def route_explain(ctx: Context, care_type: str, postcode: str, at: str | None) -
     else:
         click.echo("-> no provider: this message would be refused (HTTP 422)")
         sys.exit(EXIT_REFUSED)
+
+
+@route.command("gp")
+@click.option("--practice", required=True, help="AGB of the patient's practice.")
+@click.option("--at", "at", help="ISO date-time (default: now).")
+@pass_ctx
+@friendly_errors
+def route_gp(ctx: Context, practice: str, at: str | None) -> None:
+    """Where a nurse's question to the GP goes: the practice, or the huisartsenpost."""
+    store = ctx.store()
+    org = store.find_org(practice)
+    haps = store.list_orgs("hap")
+    decision = gp_route_for(
+        (org.id, org.name),
+        (haps[0].id, haps[0].name) if haps else None,
+        _moment(at) or datetime.now(UTC),
+    )
+    for reason in decision.reasons:
+        click.echo(f"  - {reason}")
+    if decision.org_id is None:
+        sys.exit(EXIT_REFUSED)
+
+
+@route.command("coverage")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--at", "at", help="ISO date-time (default: now).")
+@click.option(
+    "--pc4",
+    "areas",
+    multiple=True,
+    help="PC4 range to check (repeat; default: every PC4 the agreements mention).",
+)
+@pass_ctx
+@friendly_errors
+def route_coverage(ctx: Context, fmt: str, at: str | None, areas: tuple[str, ...]) -> None:
+    """List PC4 areas x care types with no preferred provider."""
+    store = ctx.store()
+    pc4s = (
+        sorted({a for r in areas for a in range(_pc4_range(r)[0], _pc4_range(r)[1] + 1)})
+        if areas
+        else store.known_areas()
+    )
+    gaps = store.routing_table().gaps(pc4s, _moment(at) or datetime.now(UTC))
+    if fmt == "json":
+        click.echo(json.dumps([{"pc4": a, "care_type": c.value} for a, c in gaps], indent=2))
+    elif fmt == "csv":
+        click.echo("pc4,care_type")
+        for area, care in gaps:
+            click.echo(f"{area},{care.value}")
+    else:
+        missing: dict[int, list[str]] = {}
+        for area, care in gaps:
+            missing.setdefault(area, []).append(care.value)
+        click.echo(f"{len(pc4s)} PC4 area(s) checked, {len(gaps)} gap(s)")
+        for area, cares in missing.items():
+            click.echo(f"{area}  no provider for: {', '.join(cares)}")
+
+
+@route.command("import")
+@click.argument("sheet", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+@friendly_errors
+def route_import(ctx: Context, sheet: Path) -> None:
+    """Load an agreement sheet (CSV) in one transaction; any bad row changes nothing."""
+    rows, errors = parse_sheet(sheet.read_text(encoding="utf-8"))
+    with click.progressbar(length=len(rows), label="routes", file=sys.stderr) as bar:
+        added = ctx.store().import_routes(rows, progress=bar.update, sheet_errors=errors)
+    click.echo(f"imported {added} new route(s) of {len(rows)} row(s)")
+
+
+@main.command("changes")
+@click.option("--limit", default=20, show_default=True)
+@pass_ctx
+@friendly_errors
+def changes(ctx: Context, limit: int) -> None:
+    """The latest changes to the directory and routes (who, what, before, after)."""
+    for c in ctx.store().changes(limit):
+        click.echo(
+            f"{c['at']}\t{c['actor']}\t{c['action']}\t{c['target']}\t"
+            f"{json.dumps(c['before'])} -> {json.dumps(c['after'])}"
+        )
 
 
 # ---------------------------------------------------------------------- clients

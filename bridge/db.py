@@ -84,6 +84,80 @@ class TeamMember(Base):
     matrix_id: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
+class Wijk(Base):
+    """A named neighbourhood: a set of PC4 areas (e.g. Watergraafsmeer = 1091-1098)."""
+
+    __tablename__ = "wijken"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WijkArea(Base):
+    __tablename__ = "wijk_areas"
+    wijk_id: Mapped[int] = mapped_column(ForeignKey("wijken.id"), primary_key=True)
+    pc4: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class TeamCareType(Base):
+    """A care type a team serves (none listed: all)."""
+
+    __tablename__ = "team_care_types"
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    care_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class TeamArea(Base):
+    """A PC4 range a team serves (none listed: all of its provider's routes)."""
+
+    __tablename__ = "team_areas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    pc4_from: Mapped[int] = mapped_column(Integer)
+    pc4_to: Mapped[int] = mapped_column(Integer)
+
+
+class Unavailability(Base):
+    """A provider or team marked full ("vol tot vrijdag") for a care type, for a period."""
+
+    __tablename__ = "unavailability"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    care_type: Mapped[str | None] = mapped_column(String(32))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Practitioner(Base):
+    """A GP (or assistant) of a practice, with the Matrix ID she chats with, if any."""
+
+    __tablename__ = "practitioners"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    agb: Mapped[str | None] = mapped_column(String(8), unique=True)
+    uzi: Mapped[str | None] = mapped_column(String(16))
+    big: Mapped[str | None] = mapped_column(String(16))
+    matrix_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AdminChange(Base):
+    """Every change to the directory and routes: who, what, before and after."""
+
+    __tablename__ = "admin_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Route(Base):
     """Care type x PC4 range -> provider, ranked (1 = preferred)."""
 
@@ -97,6 +171,7 @@ class Route(Base):
     rank: Mapped[int] = mapped_column(Integer, default=1)
     valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    wijk_id: Mapped[int | None] = mapped_column(ForeignKey("wijken.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -235,11 +310,18 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # pysqlite's own transaction handling breaks SAVEPOINTs (a released outermost
+            # savepoint commits); let SQLAlchemy emit BEGIN itself (see _sqlite_begin).
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     # hide_parameters: SQL errors must not carry row values into logs.

@@ -1,25 +1,42 @@
-"""Preferred-provider routing: pure decisions over the region's route table.
+"""Preferred-provider routing: pure decisions over the region's agreements.
 
-    (care type, postcode, moment) --route_for--> Decision(provider, reasons)
+    RoutingTable(rules, teams, availability)          built once per change of the tables
+        .route_for(care type, postcode, at, priority)  -> Decision(provider, team, reasons)
+        .gaps(pc4s, at)                                -> (pc4, care type) with no provider
+    gp_route_for(practice, hap, at)                    -> the practice in office hours,
+                                                          the huisartsenpost outside them
 
-No I/O here: the caller loads the rules (:class:`RouteRule`) and the providers' teams,
-and this module decides and explains. The same explanation is printed by
-``wijkbrug route explain`` and returned in the FHIR error for an unroutable message.
+No I/O here: the caller loads the rules and hands in the moment (``at``), so tests use a
+fake clock. The same explanation is printed by ``wijkbrug route explain``, returned by the
+admin API and put in the FHIR error for an unroutable message.
+
+The table is an index from (care type, PC4) to the candidate rules, best first, so one
+decision is a dictionary lookup and a walk over a few candidates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
-from bridge.canonical import CareType
+import holidays
+
+from bridge.canonical import CareType, Priority
 from bridge.identifiers import normalise_postcode, pc4
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+PC4_MIN, PC4_MAX = 1000, 9999
 
 
 @dataclass(frozen=True)
 class RouteRule:
-    """Care type x PC4 range -> provider, with a rank (1 = preferred) and validity."""
+    """Care type x area -> provider, with a rank (1 = preferred) and validity.
+
+    The area is a PC4 range, or a named wijk whose PC4s are listed in ``pc4s``.
+    """
 
     id: int
     care_type: CareType
@@ -30,8 +47,16 @@ class RouteRule:
     rank: int = 1
     valid_from: datetime | None = None
     valid_to: datetime | None = None
+    wijk: str | None = None
+    pc4s: frozenset[int] = frozenset()
+    provider_code: str = ""  # URA (or AGB) of the provider, for sheets and explanations
+
+    def areas(self) -> Iterable[int]:
+        return sorted(self.pc4s) if self.wijk else range(self.pc4_from, self.pc4_to + 1)
 
     def covers(self, area: int) -> bool:
+        if self.wijk:
+            return area in self.pc4s
         return self.pc4_from <= area <= self.pc4_to
 
     def valid_at(self, at: datetime) -> bool:
@@ -39,13 +64,53 @@ class RouteRule:
             return False
         return not (self.valid_to is not None and at >= self.valid_to)
 
+    def area_text(self) -> str:
+        if self.wijk:
+            return f"wijk {self.wijk}"
+        if self.pc4_from == self.pc4_to:
+            return f"PC4 {self.pc4_from}"
+        return f"PC4 {self.pc4_from}-{self.pc4_to}"
+
     def describe(self) -> str:
-        area = (
-            f"PC4 {self.pc4_from}"
-            if self.pc4_from == self.pc4_to
-            else f"PC4 {self.pc4_from}-{self.pc4_to}"
+        return (
+            f"route #{self.id}: {self.care_type.value} in {self.area_text()} "
+            f"-> {self.provider_name} (rank {self.rank})"
         )
-        return f"route #{self.id}: {self.care_type.value} in {area} -> {self.provider_name}"
+
+
+@dataclass(frozen=True)
+class TeamCoverage:
+    """A provider's team (a HealthcareService): the care types and PC4s it serves.
+
+    Empty ``care_types`` or ``pc4_ranges`` mean "all"."""
+
+    id: int
+    provider_id: int
+    name: str
+    care_types: frozenset[CareType] = frozenset()
+    pc4_ranges: tuple[tuple[int, int], ...] = ()
+
+    def serves(self, care_type: CareType, area: int) -> bool:
+        if self.care_types and care_type not in self.care_types:
+            return False
+        return not self.pc4_ranges or any(lo <= area <= hi for lo, hi in self.pc4_ranges)
+
+
+@dataclass(frozen=True)
+class Unavailability:
+    """A provider (or one of its teams) is full for a care type (or all) for a period."""
+
+    id: int
+    provider_id: int
+    start: datetime
+    end: datetime
+    care_type: CareType | None = None
+    team_id: int | None = None
+    note: str = ""
+
+    def blocks(self, care_type: CareType, at: datetime) -> bool:
+        in_period = self.start <= at < self.end
+        return in_period and (self.care_type is None or self.care_type is care_type)
 
 
 @dataclass(frozen=True)
@@ -59,49 +124,171 @@ class Decision:
     team_id: int | None
     rule_id: int | None
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    fallbacks: tuple[int, ...] = ()  # later-ranked usable providers, for escalation
 
     @property
     def routed(self) -> bool:
         return self.provider_id is not None and self.team_id is not None
 
 
-def route_for(
-    care_type: CareType,
-    postcode: str,
-    rules: Iterable[RouteRule],
-    teams_by_provider: Mapping[int, Sequence[int]],
-    at: datetime,
-) -> Decision:
-    """Choose the provider and team for a case; explain why, including what was skipped."""
-    reasons: list[str] = []
-    normal = normalise_postcode(postcode)
-    if normal is None:
-        return Decision(care_type, None, None, None, None, None, ("postcode is not Dutch",))
-    area = pc4(normal)
-    candidates = sorted(
-        (r for r in rules if r.care_type is care_type and r.covers(area)),
-        key=lambda r: (r.rank, r.pc4_to - r.pc4_from, r.id),
-    )
-    if not candidates:
-        reasons.append(f"no route for {care_type.value} in PC4 {area}")
-        return Decision(care_type, area, None, None, None, None, tuple(reasons))
-    for rule in candidates:
-        if not rule.valid_at(at):
-            reasons.append(f"skipped {rule.describe()}: not valid at {at.isoformat()}")
-            continue
-        teams = teams_by_provider.get(rule.provider_id, ())
-        if not teams:
-            reasons.append(f"skipped {rule.describe()}: provider has no team")
-            continue
-        reasons.append(f"matched {rule.describe()} (rank {rule.rank})")
+class RoutingTable:
+    """The region's routes as an index; immutable once built."""
+
+    def __init__(
+        self,
+        rules: Iterable[RouteRule],
+        teams: Iterable[TeamCoverage] = (),
+        unavailable: Iterable[Unavailability] = (),
+    ) -> None:
+        self.rules = tuple(rules)
+        index: dict[tuple[CareType, int], list[RouteRule]] = defaultdict(list)
+        for rule in self.rules:
+            for area in rule.areas():
+                index[(rule.care_type, area)].append(rule)
+        # Best first: rank, then the most specific area, then the oldest rule.
+        self._index = {
+            key: tuple(sorted(rules, key=lambda r: (r.rank, _size(r), r.id)))
+            for key, rules in index.items()
+        }
+        teams_by_provider: dict[int, list[TeamCoverage]] = defaultdict(list)
+        for team in sorted(teams, key=lambda t: t.id):
+            teams_by_provider[team.provider_id].append(team)
+        self._teams = {k: tuple(v) for k, v in teams_by_provider.items()}
+        blocks: dict[int, list[Unavailability]] = defaultdict(list)
+        for block in unavailable:
+            blocks[block.provider_id].append(block)
+        self._blocks = {k: tuple(v) for k, v in blocks.items()}
+
+    def route_for(
+        self,
+        care_type: CareType,
+        postcode: str | int,
+        at: datetime,
+        priority: Priority = Priority.ROUTINE,
+    ) -> Decision:
+        """Choose the provider and team for a case; explain why, including what was skipped."""
+        if isinstance(postcode, int):
+            area = postcode
+        else:
+            normal = normalise_postcode(postcode)
+            if normal is None:
+                return Decision(care_type, None, None, None, None, None, ("postcode is not Dutch",))
+            area = pc4(normal)
+        candidates = self._index.get((care_type, area), ())
+        if not candidates:
+            reason = f"no route for {care_type.value} in PC4 {area}"
+            return Decision(care_type, area, None, None, None, None, (reason,))
+        reasons: list[str] = []
+        if priority is not Priority.ROUTINE:
+            reasons.append(f"priority {priority.value}: escalates if not acknowledged in time")
+        chosen: tuple[RouteRule, TeamCoverage] | None = None
+        fallbacks: list[int] = []
+        for rule in candidates:
+            verdict = self._usable(rule, care_type, area, at)
+            if isinstance(verdict, str):
+                if chosen is None:
+                    reasons.append(f"skipped {rule.describe()}: {verdict}")
+                continue
+            if chosen is None:
+                chosen = (rule, verdict)
+                reasons.append(f"matched {rule.describe()}, team {verdict.name}")
+            elif rule.provider_id != chosen[0].provider_id and rule.provider_id not in fallbacks:
+                fallbacks.append(rule.provider_id)
+        if chosen is None:
+            reasons.append(f"no usable route for {care_type.value} in PC4 {area}")
+            return Decision(care_type, area, None, None, None, None, tuple(reasons))
+        rule, team = chosen
+        if rule.rank > 1:
+            reasons.append("fallback: the preferred provider cannot take this case now")
         return Decision(
             care_type,
             area,
             rule.provider_id,
             rule.provider_name,
-            teams[0],
+            team.id,
             rule.id,
             tuple(reasons),
+            tuple(fallbacks),
         )
-    reasons.append(f"no usable route for {care_type.value} in PC4 {area}")
-    return Decision(care_type, area, None, None, None, None, tuple(reasons))
+
+    def _usable(
+        self, rule: RouteRule, care_type: CareType, area: int, at: datetime
+    ) -> TeamCoverage | str:
+        """The team that takes the case under ``rule``, or why the rule cannot be used."""
+        if not rule.valid_at(at):
+            return f"not valid at {at.isoformat()}"
+        teams = [t for t in self._teams.get(rule.provider_id, ()) if t.serves(care_type, area)]
+        if not teams:
+            return "provider has no team for this care type and area"
+        for block in self._blocks.get(rule.provider_id, ()):
+            if block.team_id is None and block.blocks(care_type, at):
+                note = f" ({block.note})" if block.note else ""
+                return f"provider is full until {block.end.isoformat()}{note}"
+        open_teams = [
+            t
+            for t in teams
+            if not any(
+                b.team_id == t.id and b.blocks(care_type, at)
+                for b in self._blocks.get(rule.provider_id, ())
+            )
+        ]
+        if not open_teams:
+            return "every team of the provider is full for this care type now"
+        return open_teams[0]
+
+    def gaps(self, areas: Iterable[int], at: datetime) -> list[tuple[int, CareType]]:
+        """The (PC4, care type) pairs in ``areas`` that no usable route covers at ``at``."""
+        out = []
+        for area in areas:
+            for care_type in CareType:
+                if not self.route_for(care_type, area, at).routed:
+                    out.append((area, care_type))
+        return out
+
+    def covered_areas(self) -> set[int]:
+        return {area for (_, area) in self._index}
+
+
+def _size(rule: RouteRule) -> int:
+    return len(rule.pc4s) if rule.wijk else rule.pc4_to - rule.pc4_from + 1
+
+
+# ---------------------------------------------------------------------- the other direction
+
+OFFICE_OPENS, OFFICE_CLOSES = time(8, 0), time(17, 0)
+
+
+@dataclass(frozen=True)
+class GpDecision:
+    """Where a nurse's question to a GP goes: the practice, or the huisartsenpost."""
+
+    org_id: int | None
+    org_name: str | None
+    in_office_hours: bool
+    reasons: tuple[str, ...]
+
+
+def office_hours(at: datetime) -> tuple[bool, str]:
+    """Whether ``at`` is within GP office hours (Mon-Fri 08:00-17:00 Amsterdam time, not a
+    Dutch public holiday), and why not."""
+    local = at.astimezone(AMSTERDAM)
+    holiday = holidays.country_holidays("NL", years=local.year).get(local.date())
+    if holiday:
+        return False, f"{local.date().isoformat()} is a public holiday ({holiday})"
+    if local.weekday() >= 5:
+        return False, f"{local.strftime('%A')} is weekend"
+    if not OFFICE_OPENS <= local.time() < OFFICE_CLOSES:
+        return False, f"{local.strftime('%H:%M')} is outside office hours (08:00-17:00)"
+    return True, f"{local.strftime('%A %H:%M')} is within office hours"
+
+
+def gp_route_for(
+    practice: tuple[int, str], hap: tuple[int, str] | None, at: datetime
+) -> GpDecision:
+    """A nurse's question goes to the patient's practice in office hours, else to the HAP."""
+    open_now, why = office_hours(at)
+    if open_now:
+        return GpDecision(practice[0], practice[1], True, (why, f"-> practice {practice[1]}"))
+    if hap is None:
+        return GpDecision(None, None, False, (why, "no huisartsenpost configured for the region"))
+    return GpDecision(hap[0], hap[1], False, (why, f"-> huisartsenpost {hap[1]}"))

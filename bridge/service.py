@@ -30,11 +30,11 @@ from adapters import fhir_r4
 from bridge import cases
 from bridge.canonical import Party, Reply
 from bridge.config import Settings
+from bridge.directory import ClientRef
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.matrix import Device, MatrixApi, MatrixError
 from bridge.store import (
     CaseRef,
-    ClientRef,
     OutboxWork,
     PendingEvent,
     Store,
@@ -137,7 +137,7 @@ class Bridge:
         existing = self.store.find_by_identifier(client.org.id, msg.identifier)
         if existing is not None:
             return existing, False
-        decision = self.store.decide(msg.care_type, msg.patient.postcode)
+        decision = self.store.decide(msg.care_type, msg.patient.postcode, priority=msg.priority)
         if not decision.routed:
             raise WijkbrugError(
                 ErrorCode.NO_ROUTE,

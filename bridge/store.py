@@ -10,10 +10,7 @@ through :class:`bridge.secretbox.SecretBox` envelopes bound to their row.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,48 +26,19 @@ from bridge.canonical import CareType, CaseMessage, Identifier
 from bridge.db import (
     AppserviceTransaction,
     Case,
-    Client,
     Communication,
     Ghost,
     InboundEvent,
     Meta,
     Organisation,
     OutboxItem,
-    Route,
-    Team,
     TeamMember,
     make_sessionmaker,
     utcnow,
 )
-from bridge.errors import ErrorCode, WijkbrugError
-from bridge.identifiers import is_matrix_user_id, is_valid_agb, is_valid_ura
-from bridge.routing import Decision, RouteRule, route_for
+from bridge.directory import Directory, OrgRef, org_ref
+from bridge.routing import Decision
 from bridge.secretbox import SecretBox
-
-ORG_KINDS = ("practice", "provider", "hap")
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class OrgRef:
-    """An organisation as the rest of the code sees it (no ORM object escapes)."""
-
-    id: int
-    kind: str
-    name: str
-    agb: str | None
-    ura: str | None
-
-
-@dataclass(frozen=True)
-class ClientRef:
-    id: int
-    name: str
-    dialect: str
-    org: OrgRef
 
 
 @dataclass(frozen=True)
@@ -119,11 +87,7 @@ class PendingEvent:
     received_at: datetime
 
 
-def _org(o: Organisation) -> OrgRef:
-    return OrgRef(o.id, o.kind, o.name, o.agb, o.ura)
-
-
-class Store:
+class Store(Directory):
     """Transactions over the bridge database."""
 
     def __init__(self, engine: Engine, box: SecretBox) -> None:
@@ -136,186 +100,6 @@ class Store:
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as s:
             yield s
-
-    # ------------------------------------------------------------------ directory
-
-    def add_org(self, kind: str, name: str, *, agb: str | None, ura: str | None) -> OrgRef:
-        if kind not in ORG_KINDS:
-            raise WijkbrugError(ErrorCode.VALUE, f"kind must be one of {', '.join(ORG_KINDS)}")
-        if agb is not None and not is_valid_agb(agb):
-            raise WijkbrugError(ErrorCode.VALUE, "AGB must be 8 digits")
-        if ura is not None and not is_valid_ura(ura):
-            raise WijkbrugError(ErrorCode.VALUE, "URA must be 8 digits")
-        if agb is None and ura is None:
-            raise WijkbrugError(ErrorCode.REQUIRED, "an organisation needs an AGB or a URA")
-        if not name.strip():
-            raise WijkbrugError(ErrorCode.REQUIRED, "an organisation needs a name")
-        try:
-            with self.session() as s:
-                org = Organisation(kind=kind, name=name.strip(), agb=agb, ura=ura)
-                s.add(org)
-                s.flush()
-                return _org(org)
-        except IntegrityError:
-            raise WijkbrugError(
-                ErrorCode.CONFLICT, "an organisation with that AGB or URA exists already"
-            ) from None
-
-    def list_orgs(self) -> list[OrgRef]:
-        with self.session() as s:
-            return [_org(o) for o in s.scalars(select(Organisation).order_by(Organisation.id))]
-
-    def find_org(self, code: str) -> OrgRef:
-        """An organisation by AGB or URA."""
-        with self.session() as s:
-            org = s.scalar(
-                select(Organisation).where(or_(Organisation.agb == code, Organisation.ura == code))
-            )
-            if org is None:
-                raise WijkbrugError(ErrorCode.NOT_FOUND, f"no organisation with AGB/URA {code}")
-            return _org(org)
-
-    def add_team(self, provider_code: str, name: str, members: Sequence[str]) -> int:
-        provider = self.find_org(provider_code)
-        if provider.kind != "provider":
-            raise WijkbrugError(ErrorCode.VALUE, f"{provider.name} is not a home-care provider")
-        bad = [m for m in members if not is_matrix_user_id(m)]
-        if bad:
-            raise WijkbrugError(ErrorCode.VALUE, f"not Matrix user IDs: {', '.join(bad)}")
-        try:
-            with self.session() as s:
-                team = Team(provider_id=provider.id, name=name.strip())
-                s.add(team)
-                s.flush()
-                for member in dict.fromkeys(members):
-                    s.add(TeamMember(team_id=team.id, matrix_id=member))
-                return team.id
-        except IntegrityError:
-            raise WijkbrugError(
-                ErrorCode.CONFLICT, f"{provider.name} has a team named {name!r} already"
-            ) from None
-
-    def list_teams(self) -> list[tuple[int, str, OrgRef, list[str]]]:
-        with self.session() as s:
-            out = []
-            for team, org in s.execute(
-                select(Team, Organisation).join(Organisation, Team.provider_id == Organisation.id)
-            ):
-                members = list(
-                    s.scalars(select(TeamMember.matrix_id).where(TeamMember.team_id == team.id))
-                )
-                out.append((team.id, team.name, _org(org), members))
-            return out
-
-    def add_route(
-        self,
-        care_type: CareType,
-        pc4_from: int,
-        pc4_to: int,
-        provider_code: str,
-        *,
-        rank: int = 1,
-        valid_from: datetime | None = None,
-        valid_to: datetime | None = None,
-    ) -> int:
-        if not (1000 <= pc4_from <= pc4_to <= 9999):
-            raise WijkbrugError(ErrorCode.VALUE, "PC4 range must be 1000-9999, from <= to")
-        provider = self.find_org(provider_code)
-        if provider.kind != "provider":
-            raise WijkbrugError(ErrorCode.VALUE, f"{provider.name} is not a home-care provider")
-        with self.session() as s:
-            route = Route(
-                care_type=care_type.value,
-                pc4_from=pc4_from,
-                pc4_to=pc4_to,
-                provider_id=provider.id,
-                rank=rank,
-                valid_from=valid_from,
-                valid_to=valid_to,
-            )
-            s.add(route)
-            s.flush()
-            return route.id
-
-    def route_rules(self) -> list[RouteRule]:
-        with self.session() as s:
-            rows = s.execute(
-                select(Route, Organisation.name).join(
-                    Organisation, Route.provider_id == Organisation.id
-                )
-            )
-            return [
-                RouteRule(
-                    id=r.id,
-                    care_type=CareType(r.care_type),
-                    pc4_from=r.pc4_from,
-                    pc4_to=r.pc4_to,
-                    provider_id=r.provider_id,
-                    provider_name=name,
-                    rank=r.rank,
-                    valid_from=r.valid_from,
-                    valid_to=r.valid_to,
-                )
-                for r, name in rows
-            ]
-
-    def teams_by_provider(self) -> dict[int, list[int]]:
-        with self.session() as s:
-            out: dict[int, list[int]] = defaultdict(list)
-            for team_id, provider_id in s.execute(
-                select(Team.id, Team.provider_id).order_by(Team.id)
-            ):
-                out[provider_id].append(team_id)
-            return dict(out)
-
-    def decide(self, care_type: CareType, postcode: str, at: datetime | None = None) -> Decision:
-        """Route a case with the table as it is now (admin changes apply at once)."""
-        return route_for(
-            care_type, postcode, self.route_rules(), self.teams_by_provider(), at or utcnow()
-        )
-
-    def add_client(self, org_code: str, name: str, dialect: str = "fhir-r4") -> tuple[int, str]:
-        """Register an integration client; returns its id and token (shown once)."""
-        org = self.find_org(org_code)
-        token = "wbt_" + secrets.token_urlsafe(32)
-        with self.session() as s:
-            client = Client(org_id=org.id, name=name, dialect=dialect, token_hash=hash_token(token))
-            s.add(client)
-            s.flush()
-            return client.id, token
-
-    def client_for_token(self, token: str) -> ClientRef | None:
-        # Looking up the SHA-256 of the token leaks nothing about the token through timing.
-        with self.session() as s:
-            row = s.execute(
-                select(Client, Organisation)
-                .join(Organisation, Client.org_id == Organisation.id)
-                .where(Client.token_hash == hash_token(token), Client.revoked_at.is_(None))
-            ).first()
-            if row is None:
-                return None
-            client, org = row
-            return ClientRef(client.id, client.name, client.dialect, _org(org))
-
-    def team_members(self, team_id: int) -> list[str]:
-        with self.session() as s:
-            return list(
-                s.scalars(
-                    select(TeamMember.matrix_id)
-                    .where(TeamMember.team_id == team_id)
-                    .order_by(TeamMember.matrix_id)
-                )
-            )
-
-    def organisation_of_member(self, matrix_id: str) -> OrgRef | None:
-        with self.session() as s:
-            org = s.scalar(
-                select(Organisation)
-                .join(Team, Team.provider_id == Organisation.id)
-                .join(TeamMember, TeamMember.team_id == Team.id)
-                .where(TeamMember.matrix_id == matrix_id)
-            )
-            return _org(org) if org else None
 
     # ------------------------------------------------------------------ cases
 
@@ -488,8 +272,8 @@ class Store:
             case.number,
             CareType(case.care_type),
             case.room_id,
-            _org(practice),
-            _org(provider),
+            org_ref(practice),
+            org_ref(provider),
             case.team_id,
             case.status,
             case.context_sent,

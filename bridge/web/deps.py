@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from bridge.directory import ClientRef
 from bridge.errors import ErrorCode, WijkbrugError
 from bridge.service import Bridge
-from bridge.store import ClientRef
 
 
 def get_bridge(request: Request) -> Bridge:

@@ -1,0 +1,745 @@
+"""The region's directory and agreements in the database: organisations, teams,
+practitioners, wijken, routes, availability, integration clients, and the record of every
+change made to them (who, what, before, after).
+
+:class:`Directory` is a part of :class:`bridge.store.Store` (a mixin over its sessions).
+Routing itself is pure (:mod:`bridge.routing`); this module loads the tables into a
+:class:`~bridge.routing.RoutingTable`, rebuilt only when the directory changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bridge.canonical import CareType, Priority
+from bridge.db import (
+    AdminChange,
+    Client,
+    Meta,
+    Organisation,
+    Practitioner,
+    Route,
+    Team,
+    TeamArea,
+    TeamCareType,
+    TeamMember,
+    Unavailability,
+    Wijk,
+    WijkArea,
+    utcnow,
+)
+from bridge.errors import ErrorCode, WijkbrugError
+from bridge.identifiers import is_matrix_user_id, is_valid_agb, is_valid_ura
+from bridge.routing import (
+    PC4_MAX,
+    PC4_MIN,
+    Decision,
+    RouteRule,
+    RoutingTable,
+    TeamCoverage,
+)
+from bridge.routing import Unavailability as Block
+
+ORG_KINDS = ("practice", "provider", "hap")
+VERSION_KEY = "directory_version"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class OrgRef:
+    """An organisation as the rest of the code sees it (no ORM object escapes)."""
+
+    id: int
+    kind: str
+    name: str
+    agb: str | None
+    ura: str | None
+
+    @property
+    def code(self) -> str:
+        return self.ura or self.agb or str(self.id)
+
+
+@dataclass(frozen=True)
+class ClientRef:
+    id: int
+    name: str
+    dialect: str
+    org: OrgRef
+
+
+@dataclass(frozen=True)
+class TeamRef:
+    id: int
+    name: str
+    provider: OrgRef
+    members: tuple[str, ...]
+    care_types: tuple[CareType, ...]
+    pc4_ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class PractitionerRef:
+    id: int
+    name: str
+    org: OrgRef
+    agb: str | None
+    uzi: str | None
+    big: str | None
+    matrix_id: str | None
+
+
+@dataclass(frozen=True)
+class RouteRow:
+    """One line of a region's agreement sheet (``route import``)."""
+
+    care_type: CareType
+    provider_code: str
+    rank: int = 1
+    pc4_from: int | None = None
+    pc4_to: int | None = None
+    wijk: str | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+
+
+def org_ref(o: Organisation) -> OrgRef:
+    return OrgRef(o.id, o.kind, o.name, o.agb, o.ura)
+
+
+def parse_pc4_range(text: str) -> tuple[int, int]:
+    """``"1091-1098"`` or ``"1092"`` -> (from, to), checked against 1000-9999."""
+    low, _, high = text.strip().partition("-")
+    try:
+        start, end = int(low), int(high or low)
+    except ValueError:
+        raise WijkbrugError(ErrorCode.VALUE, f"pc4: {text!r} is not a PC4 or a range") from None
+    if not (PC4_MIN <= start <= end <= PC4_MAX):
+        raise WijkbrugError(
+            ErrorCode.VALUE, f"pc4: {text!r} must be within 1000-9999 with from <= to"
+        )
+    return start, end
+
+
+def _overlap(
+    a_from: datetime | None, a_to: datetime | None, b_from: datetime | None, b_to: datetime | None
+) -> bool:
+    starts_before_b_ends = b_to is None or a_from is None or a_from < b_to
+    ends_after_b_starts = a_to is None or b_from is None or b_from < a_to
+    return starts_before_b_ends and ends_after_b_starts
+
+
+class Directory:
+    """Directory and routing tables (part of the Store)."""
+
+    _table_lock = threading.Lock()
+
+    def session(self) -> AbstractContextManager[Session]:  # provided by Store
+        raise NotImplementedError
+
+    _cached_table: tuple[int, RoutingTable] | None = None
+
+    # ------------------------------------------------------------------ change record
+
+    def _changed(
+        self, s: Session, actor: str, action: str, target: str, before: Any, after: Any
+    ) -> None:
+        """Record a change and bump the directory version (routing tables rebuild)."""
+        s.add(AdminChange(actor=actor, action=action, target=target, before=before, after=after))
+        row = s.get(Meta, VERSION_KEY)
+        if row is None:
+            s.add(Meta(key=VERSION_KEY, value=1))
+        else:
+            row.value = int(row.value) + 1
+
+    def changes(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.session() as s:
+            rows = s.scalars(select(AdminChange).order_by(AdminChange.id.desc()).limit(limit))
+            return [
+                {
+                    "id": r.id,
+                    "actor": r.actor,
+                    "action": r.action,
+                    "target": r.target,
+                    "before": r.before,
+                    "after": r.after,
+                    "at": r.at.isoformat(),
+                }
+                for r in rows
+            ]
+
+    # ------------------------------------------------------------------ organisations
+
+    def add_org(
+        self, kind: str, name: str, *, agb: str | None, ura: str | None, actor: str = "cli"
+    ) -> OrgRef:
+        if kind not in ORG_KINDS:
+            raise WijkbrugError(ErrorCode.VALUE, f"kind must be one of {', '.join(ORG_KINDS)}")
+        if agb is not None and not is_valid_agb(agb):
+            raise WijkbrugError(ErrorCode.VALUE, "agb: an AGB code is 8 digits")
+        if ura is not None and not is_valid_ura(ura):
+            raise WijkbrugError(ErrorCode.VALUE, "ura: a URA number is 8 digits")
+        if agb is None and ura is None:
+            raise WijkbrugError(ErrorCode.REQUIRED, "an organisation needs an AGB or a URA")
+        if not name.strip():
+            raise WijkbrugError(ErrorCode.REQUIRED, "name: an organisation needs a name")
+        try:
+            with self.session() as s:
+                org = Organisation(kind=kind, name=name.strip(), agb=agb, ura=ura)
+                s.add(org)
+                s.flush()
+                after = {"kind": kind, "name": org.name, "agb": agb, "ura": ura}
+                self._changed(s, actor, "org.add", f"organisation {org.id}", None, after)
+                return org_ref(org)
+        except IntegrityError:
+            raise WijkbrugError(
+                ErrorCode.CONFLICT, "an organisation with that AGB or URA exists already"
+            ) from None
+
+    def list_orgs(self, kind: str | None = None) -> list[OrgRef]:
+        with self.session() as s:
+            query = select(Organisation).order_by(Organisation.id)
+            if kind:
+                query = query.where(Organisation.kind == kind)
+            return [org_ref(o) for o in s.scalars(query)]
+
+    def find_org(self, code: str) -> OrgRef:
+        """An organisation by AGB or URA."""
+        with self.session() as s:
+            org = s.scalar(
+                select(Organisation).where(or_(Organisation.agb == code, Organisation.ura == code))
+            )
+            if org is None:
+                raise WijkbrugError(ErrorCode.NOT_FOUND, f"no organisation with AGB/URA {code}")
+            return org_ref(org)
+
+    def _provider(self, code: str) -> OrgRef:
+        provider = self.find_org(code)
+        if provider.kind != "provider":
+            raise WijkbrugError(ErrorCode.VALUE, f"{provider.name} is not a home-care provider")
+        return provider
+
+    # ------------------------------------------------------------------ teams
+
+    def add_team(
+        self,
+        provider_code: str,
+        name: str,
+        members: Sequence[str],
+        *,
+        care_types: Sequence[CareType] = (),
+        pc4_ranges: Sequence[tuple[int, int]] = (),
+        actor: str = "cli",
+    ) -> int:
+        provider = self._provider(provider_code)
+        bad = [m for m in members if not is_matrix_user_id(m)]
+        if bad:
+            raise WijkbrugError(ErrorCode.VALUE, f"member: not Matrix user IDs: {', '.join(bad)}")
+        try:
+            with self.session() as s:
+                team = Team(provider_id=provider.id, name=name.strip())
+                s.add(team)
+                s.flush()
+                for member in dict.fromkeys(members):
+                    s.add(TeamMember(team_id=team.id, matrix_id=member))
+                for care_type in dict.fromkeys(care_types):
+                    s.add(TeamCareType(team_id=team.id, care_type=care_type.value))
+                for low, high in pc4_ranges:
+                    s.add(TeamArea(team_id=team.id, pc4_from=low, pc4_to=high))
+                after = {
+                    "provider": provider.code,
+                    "name": name,
+                    "members": list(members),
+                    "care_types": [c.value for c in care_types],
+                    "pc4": [f"{lo}-{hi}" for lo, hi in pc4_ranges],
+                }
+                self._changed(s, actor, "team.add", f"team {team.id}", None, after)
+                return team.id
+        except IntegrityError:
+            raise WijkbrugError(
+                ErrorCode.CONFLICT, f"{provider.name} has a team named {name!r} already"
+            ) from None
+
+    def list_teams(self) -> list[TeamRef]:
+        with self.session() as s:
+            out = []
+            rows = s.execute(
+                select(Team, Organisation)
+                .join(Organisation, Team.provider_id == Organisation.id)
+                .order_by(Team.id)
+            )
+            for team, org in rows:
+                members = s.scalars(
+                    select(TeamMember.matrix_id)
+                    .where(TeamMember.team_id == team.id)
+                    .order_by(TeamMember.matrix_id)
+                )
+                care = s.scalars(
+                    select(TeamCareType.care_type).where(TeamCareType.team_id == team.id)
+                )
+                areas = s.execute(
+                    select(TeamArea.pc4_from, TeamArea.pc4_to).where(TeamArea.team_id == team.id)
+                )
+                out.append(
+                    TeamRef(
+                        team.id,
+                        team.name,
+                        org_ref(org),
+                        tuple(members),
+                        tuple(sorted((CareType(c) for c in care), key=lambda c: c.value)),
+                        tuple((int(lo), int(hi)) for lo, hi in areas),
+                    )
+                )
+            return out
+
+    def team_members(self, team_id: int) -> list[str]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(TeamMember.matrix_id)
+                    .where(TeamMember.team_id == team_id)
+                    .order_by(TeamMember.matrix_id)
+                )
+            )
+
+    def organisation_of_member(self, matrix_id: str) -> OrgRef | None:
+        with self.session() as s:
+            org = s.scalar(
+                select(Organisation)
+                .join(Team, Team.provider_id == Organisation.id)
+                .join(TeamMember, TeamMember.team_id == Team.id)
+                .where(TeamMember.matrix_id == matrix_id)
+            )
+            return org_ref(org) if org else None
+
+    # ------------------------------------------------------------------ practitioners
+
+    def add_practitioner(
+        self,
+        org_code: str,
+        name: str,
+        *,
+        agb: str | None = None,
+        uzi: str | None = None,
+        big: str | None = None,
+        matrix_id: str | None = None,
+        actor: str = "cli",
+    ) -> int:
+        org = self.find_org(org_code)
+        if agb is not None and not is_valid_agb(agb):
+            raise WijkbrugError(ErrorCode.VALUE, "agb: an AGB code is 8 digits")
+        if matrix_id is not None and not is_matrix_user_id(matrix_id):
+            raise WijkbrugError(ErrorCode.VALUE, f"matrix-id: {matrix_id!r} is not a Matrix ID")
+        if not (agb or uzi or big):
+            raise WijkbrugError(ErrorCode.REQUIRED, "a practitioner needs an AGB, UZI or BIG")
+        try:
+            with self.session() as s:
+                p = Practitioner(
+                    org_id=org.id, name=name, agb=agb, uzi=uzi, big=big, matrix_id=matrix_id
+                )
+                s.add(p)
+                s.flush()
+                after = {"org": org.code, "name": name, "agb": agb, "matrix_id": matrix_id}
+                self._changed(s, actor, "practitioner.add", f"practitioner {p.id}", None, after)
+                return p.id
+        except IntegrityError:
+            raise WijkbrugError(
+                ErrorCode.CONFLICT, "a practitioner with that AGB or Matrix ID exists already"
+            ) from None
+
+    def list_practitioners(self) -> list[PractitionerRef]:
+        with self.session() as s:
+            rows = s.execute(
+                select(Practitioner, Organisation)
+                .join(Organisation, Practitioner.org_id == Organisation.id)
+                .order_by(Practitioner.id)
+            )
+            return [
+                PractitionerRef(p.id, p.name, org_ref(o), p.agb, p.uzi, p.big, p.matrix_id)
+                for p, o in rows
+            ]
+
+    # ------------------------------------------------------------------ wijken
+
+    def add_wijk(self, name: str, pc4_ranges: Sequence[tuple[int, int]], actor: str = "cli") -> int:
+        areas = sorted({a for lo, hi in pc4_ranges for a in range(lo, hi + 1)})
+        if not name.strip() or not areas:
+            raise WijkbrugError(ErrorCode.REQUIRED, "a wijk needs a name and at least one PC4")
+        try:
+            with self.session() as s:
+                wijk = Wijk(name=name.strip())
+                s.add(wijk)
+                s.flush()
+                for area in areas:
+                    s.add(WijkArea(wijk_id=wijk.id, pc4=area))
+                self._changed(s, actor, "wijk.add", f"wijk {wijk.name}", None, {"pc4": areas})
+                return wijk.id
+        except IntegrityError:
+            raise WijkbrugError(ErrorCode.CONFLICT, f"wijk {name!r} exists already") from None
+
+    def wijken(self) -> dict[str, list[int]]:
+        with self.session() as s:
+            out: dict[str, list[int]] = {}
+            for name, area in s.execute(
+                select(Wijk.name, WijkArea.pc4)
+                .join(WijkArea, WijkArea.wijk_id == Wijk.id)
+                .order_by(Wijk.name, WijkArea.pc4)
+            ):
+                out.setdefault(name, []).append(int(area))
+            return out
+
+    # ------------------------------------------------------------------ routes
+
+    def add_route(
+        self,
+        care_type: CareType,
+        pc4_from: int | None,
+        pc4_to: int | None,
+        provider_code: str,
+        *,
+        rank: int = 1,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+        wijk: str | None = None,
+        actor: str = "cli",
+    ) -> int:
+        row = RouteRow(care_type, provider_code, rank, pc4_from, pc4_to, wijk, valid_from, valid_to)
+        with self.session() as s:
+            return self._add_route(s, row, actor)
+
+    def _add_route(self, s: Session, row: RouteRow, actor: str) -> int:
+        """Check and add one route inside an open transaction."""
+        if row.rank < 1:
+            raise WijkbrugError(ErrorCode.VALUE, "rank: must be 1 (preferred) or higher")
+        if row.valid_from and row.valid_to and row.valid_to <= row.valid_from:
+            raise WijkbrugError(ErrorCode.VALUE, "valid_to: must be after valid_from")
+        provider = s.scalar(
+            select(Organisation).where(
+                or_(Organisation.ura == row.provider_code, Organisation.agb == row.provider_code)
+            )
+        )
+        if provider is None:
+            raise WijkbrugError(ErrorCode.NOT_FOUND, f"provider: unknown URA {row.provider_code}")
+        if provider.kind != "provider":
+            raise WijkbrugError(
+                ErrorCode.VALUE, f"provider: {provider.name} is not a home-care provider"
+            )
+        wijk_id: int | None = None
+        if row.wijk:
+            wijk_obj = s.scalar(select(Wijk).where(Wijk.name == row.wijk))
+            if wijk_obj is None:
+                raise WijkbrugError(ErrorCode.NOT_FOUND, f"wijk: unknown wijk {row.wijk!r}")
+            wijk_id = wijk_obj.id
+            areas = set(s.scalars(select(WijkArea.pc4).where(WijkArea.wijk_id == wijk_id)))
+            low, high = min(areas), max(areas)
+        else:
+            if row.pc4_from is None:
+                raise WijkbrugError(ErrorCode.REQUIRED, "pc4: give a PC4 range or a wijk")
+            low, high = row.pc4_from, row.pc4_to if row.pc4_to is not None else row.pc4_from
+            if not (PC4_MIN <= low <= high <= PC4_MAX):
+                raise WijkbrugError(
+                    ErrorCode.VALUE, f"pc4: {low}-{high} must be within 1000-9999, from <= to"
+                )
+            areas = set(range(low, high + 1))
+        clash = self._clashing_route(s, row, provider.id, areas)
+        if clash is not None:
+            raise WijkbrugError(
+                ErrorCode.CONFLICT,
+                f"rank: route #{clash} already gives {row.care_type.value} rank {row.rank} in an "
+                "overlapping area and period; use another rank or end that route first",
+            )
+        route = Route(
+            care_type=row.care_type.value,
+            pc4_from=low,
+            pc4_to=high,
+            provider_id=provider.id,
+            rank=row.rank,
+            valid_from=row.valid_from,
+            valid_to=row.valid_to,
+            wijk_id=wijk_id,
+        )
+        s.add(route)
+        s.flush()
+        after = {
+            "care_type": row.care_type.value,
+            "area": f"wijk {row.wijk}" if row.wijk else f"{low}-{high}",
+            "provider": provider.ura or provider.agb,
+            "rank": row.rank,
+            "valid_from": row.valid_from.isoformat() if row.valid_from else None,
+            "valid_to": row.valid_to.isoformat() if row.valid_to else None,
+        }
+        self._changed(s, actor, "route.add", f"route {route.id}", None, after)
+        return route.id
+
+    def _clashing_route(
+        self, s: Session, row: RouteRow, provider_id: int, areas: set[int]
+    ) -> int | None:
+        """An existing route with the same care type and rank over an overlapping area and
+        period (two "preferred" providers for one place would make routing arbitrary)."""
+        for other in self._rules(s):
+            if other.care_type is not row.care_type or other.rank != row.rank:
+                continue
+            if not _overlap(other.valid_from, other.valid_to, row.valid_from, row.valid_to):
+                continue
+            if any(other.covers(a) for a in areas):
+                return other.id
+        return None
+
+    def remove_route(self, route_id: int, actor: str = "cli") -> None:
+        with self.session() as s:
+            route = s.get(Route, route_id)
+            if route is None:
+                raise WijkbrugError(ErrorCode.NOT_FOUND, f"no route #{route_id}")
+            before = {
+                "care_type": route.care_type,
+                "area": f"{route.pc4_from}-{route.pc4_to}",
+                "provider_id": route.provider_id,
+                "rank": route.rank,
+            }
+            s.delete(route)
+            self._changed(s, actor, "route.remove", f"route {route_id}", before, None)
+
+    def import_routes(
+        self,
+        rows: Sequence[tuple[int, RouteRow]],
+        actor: str = "cli",
+        progress: Any = None,
+        sheet_errors: Sequence[tuple[int, str]] = (),
+    ) -> int:
+        """Add the routes of an agreement sheet in one transaction; a row that is already
+        there is skipped (re-import is a no-op). Any bad row (including ``sheet_errors``
+        found while parsing): nothing changes, and the error lists every bad row by its
+        line number. Returns how many routes were added."""
+        errors = list(sheet_errors)
+        added = 0
+        s: Session
+        with self.session() as s:
+            existing = {self._row_key(r) for r in self._rules(s)}
+            for line, row in rows:
+                if progress is not None:
+                    progress(1)
+                key = (
+                    row.care_type,
+                    row.wijk or (row.pc4_from, row.pc4_to),
+                    row.provider_code,
+                    row.rank,
+                    row.valid_from,
+                    row.valid_to,
+                )
+                if key in existing:
+                    continue
+                try:
+                    with s.begin_nested():
+                        self._add_route(s, row, actor)
+                    existing.add(key)
+                    added += 1
+                except WijkbrugError as exc:
+                    errors.append((line, f"line {line}: {exc.message}"))
+            if errors:
+                s.rollback()
+                lines = [text for _, text in sorted(errors)]
+                raise WijkbrugError(
+                    ErrorCode.VALUE,
+                    f"{len(lines)} bad row(s), nothing imported:\n" + "\n".join(lines),
+                    details={"errors": lines},
+                )
+        return added
+
+    def _row_key(self, rule: RouteRule) -> tuple[Any, ...]:
+        provider = rule.provider_code
+        area: Any = rule.wijk or (rule.pc4_from, rule.pc4_to)
+        return (rule.care_type, area, provider, rule.rank, rule.valid_from, rule.valid_to)
+
+    def _rules(self, s: Session) -> list[RouteRule]:
+        wijk_areas: dict[int, set[int]] = {}
+        wijk_names: dict[int, str] = {}
+        for wid, name, area in s.execute(
+            select(Wijk.id, Wijk.name, WijkArea.pc4).join(WijkArea, WijkArea.wijk_id == Wijk.id)
+        ):
+            wijk_areas.setdefault(wid, set()).add(int(area))
+            wijk_names[wid] = name
+        rows = s.execute(
+            select(Route, Organisation).join(Organisation, Route.provider_id == Organisation.id)
+        )
+        return [
+            RouteRule(
+                id=r.id,
+                care_type=CareType(r.care_type),
+                pc4_from=r.pc4_from,
+                pc4_to=r.pc4_to,
+                provider_id=r.provider_id,
+                provider_name=o.name,
+                rank=r.rank,
+                valid_from=r.valid_from,
+                valid_to=r.valid_to,
+                wijk=wijk_names.get(r.wijk_id) if r.wijk_id else None,
+                pc4s=frozenset(wijk_areas.get(r.wijk_id, ())) if r.wijk_id else frozenset(),
+                provider_code=o.ura or o.agb or "",
+            )
+            for r, o in rows
+        ]
+
+    def route_rules(self) -> list[RouteRule]:
+        with self.session() as s:
+            return self._rules(s)
+
+    # ------------------------------------------------------------------ availability
+
+    def add_unavailability(
+        self,
+        provider_code: str,
+        start: datetime,
+        end: datetime,
+        *,
+        care_type: CareType | None = None,
+        team: str | None = None,
+        note: str = "",
+        actor: str = "cli",
+    ) -> int:
+        provider = self._provider(provider_code)
+        if end <= start:
+            raise WijkbrugError(ErrorCode.VALUE, "until: must be after from")
+        with self.session() as s:
+            team_id = None
+            if team is not None:
+                team_id = s.scalar(
+                    select(Team.id).where(Team.provider_id == provider.id, Team.name == team)
+                )
+                if team_id is None:
+                    raise WijkbrugError(
+                        ErrorCode.NOT_FOUND, f"team: {provider.name} has no {team!r}"
+                    )
+            block = Unavailability(
+                provider_id=provider.id,
+                team_id=team_id,
+                care_type=care_type.value if care_type else None,
+                start=start,
+                end=end,
+                note=note,
+            )
+            s.add(block)
+            s.flush()
+            after = {
+                "provider": provider.code,
+                "team": team,
+                "care_type": care_type.value if care_type else None,
+                "from": start.isoformat(),
+                "until": end.isoformat(),
+                "note": note,
+            }
+            self._changed(s, actor, "availability.full", f"unavailability {block.id}", None, after)
+            return block.id
+
+    def remove_unavailability(self, block_id: int, actor: str = "cli") -> None:
+        with self.session() as s:
+            n = s.execute(delete(Unavailability).where(Unavailability.id == block_id))
+            if not getattr(n, "rowcount", 0):
+                raise WijkbrugError(ErrorCode.NOT_FOUND, f"no unavailability #{block_id}")
+            self._changed(s, actor, "availability.open", f"unavailability {block_id}", None, None)
+
+    def _blocks(self, s: Session) -> list[Block]:
+        return [
+            Block(
+                id=b.id,
+                provider_id=b.provider_id,
+                start=b.start,
+                end=b.end,
+                care_type=CareType(b.care_type) if b.care_type else None,
+                team_id=b.team_id,
+                note=b.note,
+            )
+            for b in s.scalars(select(Unavailability).order_by(Unavailability.id))
+        ]
+
+    def unavailability(self) -> list[Block]:
+        with self.session() as s:
+            return self._blocks(s)
+
+    # ------------------------------------------------------------------ routing
+
+    def _version(self, s: Session) -> int:
+        row = s.get(Meta, VERSION_KEY)
+        return int(row.value) if row else 0
+
+    def routing_table(self) -> RoutingTable:
+        """The routing index of the current tables (rebuilt only after a change)."""
+        with self.session() as s:
+            version = self._version(s)
+            cached = self._cached_table
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            teams = [
+                TeamCoverage(t.id, t.provider.id, t.name, frozenset(t.care_types), t.pc4_ranges)
+                for t in self.list_teams()
+            ]
+            table = RoutingTable(self._rules(s), teams, self._blocks(s))
+        with self._table_lock:
+            self._cached_table = (version, table)
+        return table
+
+    def decide(
+        self,
+        care_type: CareType,
+        postcode: str,
+        at: datetime | None = None,
+        priority: Priority = Priority.ROUTINE,
+    ) -> Decision:
+        """Route a case with the tables as they are now (admin changes apply at once)."""
+        return self.routing_table().route_for(care_type, postcode, at or utcnow(), priority)
+
+    def known_areas(self) -> list[int]:
+        """The PC4s the region's agreements mention (routes, wijken, team areas)."""
+        with self.session() as s:
+            areas: set[int] = set(s.scalars(select(WijkArea.pc4)))
+            for lo, hi in s.execute(select(Route.pc4_from, Route.pc4_to)):
+                areas.update(range(lo, hi + 1))
+            for lo, hi in s.execute(select(TeamArea.pc4_from, TeamArea.pc4_to)):
+                areas.update(range(lo, hi + 1))
+            return sorted(areas)
+
+    # ------------------------------------------------------------------ clients
+
+    def add_client(
+        self, org_code: str, name: str, dialect: str = "fhir-r4", actor: str = "cli"
+    ) -> tuple[int, str]:
+        """Register an integration client; returns its id and token (shown once)."""
+        org = self.find_org(org_code)
+        token = "wbt_" + secrets.token_urlsafe(32)
+        with self.session() as s:
+            client = Client(org_id=org.id, name=name, dialect=dialect, token_hash=hash_token(token))
+            s.add(client)
+            s.flush()
+            after = {"org": org.code, "name": name, "dialect": dialect}
+            self._changed(s, actor, "client.add", f"client {client.id}", None, after)
+            return client.id, token
+
+    def client_for_token(self, token: str) -> ClientRef | None:
+        # Looking up the SHA-256 of the token leaks nothing about the token through timing.
+        with self.session() as s:
+            row = s.execute(
+                select(Client, Organisation)
+                .join(Organisation, Client.org_id == Organisation.id)
+                .where(Client.token_hash == hash_token(token), Client.revoked_at.is_(None))
+            ).first()
+            if row is None:
+                return None
+            client, org = row
+            return ClientRef(client.id, client.name, client.dialect, org_ref(org))
+
+    def count_orgs(self) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(Organisation)) or 0)
