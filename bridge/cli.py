@@ -564,6 +564,33 @@ def client_add(ctx: Context, org_code: str, name: str, dialect: str) -> None:
     click.echo(token)
 
 
+@main.group()
+def admin() -> None:
+    """Credentials for the admin page and admin API."""
+
+
+@admin.command("add")
+@click.option("--name", required=True)
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["region-admin", "wijk-coordinator", "org-admin"]),
+)
+@click.option(
+    "--scope",
+    "scope",
+    multiple=True,
+    help="A wijk (coordinator) or AGB/URA (org admin) this admin manages (repeat).",
+)
+@pass_ctx
+@friendly_errors
+def admin_add(ctx: Context, name: str, role: str, scope: tuple[str, ...]) -> None:
+    """Add an admin; the token is printed once, as the last line."""
+    admin_id, token = ctx.store().add_admin_token(name, role, list(scope))
+    click.echo(f"added {role} {name} (id {admin_id}); its token (shown once):")
+    click.echo(token)
+
+
 # ---------------------------------------------------------------------- set-up
 
 

@@ -158,6 +158,52 @@ class AdminChange(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AdminToken(Base):
+    """An admin API / admin page credential: a role and a scope, stored as a hash only.
+
+    Roles: ``region-admin`` (everything), ``wijk-coordinator`` (routes of the wijken in
+    ``scope``), ``org-admin`` (teams, members and availability of the organisation whose
+    AGB/URA is in ``scope``)."""
+
+    __tablename__ = "admin_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[Any] = mapped_column(JSON, default=list)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RoutingDecision(Base):
+    """A routing decision taken for a message (shown to admins; no patient data)."""
+
+    __tablename__ = "routing_decisions"
+    __table_args__ = (Index("ix_routing_decisions_at", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    care_type: Mapped[str] = mapped_column(String(32))
+    pc4: Mapped[int | None] = mapped_column(Integer)
+    priority: Mapped[str] = mapped_column(String(16), default="routine")
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    practice_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    reasons: Mapped[Any] = mapped_column(JSON, default=list)
+
+
+class Escalation(Base):
+    """An urgent case nobody acknowledged in time, offered to the next provider."""
+
+    __tablename__ = "escalations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    communication_id: Mapped[str] = mapped_column(ForeignKey("communications.id"))
+    from_provider_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    to_provider_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Route(Base):
     """Care type x PC4 range -> provider, ranked (1 = preferred)."""
 

@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 from bridge.canonical import CareType, Priority
 from bridge.db import (
     AdminChange,
+    AdminToken,
     Client,
     Meta,
     Organisation,
     Practitioner,
     Route,
+    RoutingDecision,
     Team,
     TeamArea,
     TeamCareType,
@@ -52,6 +54,7 @@ from bridge.routing import (
 from bridge.routing import Unavailability as Block
 
 ORG_KINDS = ("practice", "provider", "hap")
+ADMIN_ROLES = ("region-admin", "wijk-coordinator", "org-admin")
 VERSION_KEY = "directory_version"
 
 
@@ -80,6 +83,20 @@ class ClientRef:
     name: str
     dialect: str
     org: OrgRef
+
+
+@dataclass(frozen=True)
+class AdminRef:
+    """Who is acting through the admin API or page, and what they may touch."""
+
+    id: int
+    name: str
+    role: str
+    scope: tuple[str, ...]  # wijk names (coordinator) or AGB/URA codes (org admin)
+
+    @property
+    def actor(self) -> str:
+        return f"admin:{self.name}"
 
 
 @dataclass(frozen=True)
@@ -739,6 +756,102 @@ class Directory:
                 return None
             client, org = row
             return ClientRef(client.id, client.name, client.dialect, org_ref(org))
+
+    # ------------------------------------------------------------------ admins
+
+    def add_admin_token(
+        self, name: str, role: str, scope: Sequence[str] = (), actor: str = "cli"
+    ) -> tuple[int, str]:
+        """A new admin credential; returns its id and token (shown once)."""
+        if role not in ADMIN_ROLES:
+            raise WijkbrugError(ErrorCode.VALUE, f"role: one of {', '.join(ADMIN_ROLES)}")
+        if role != "region-admin" and not scope:
+            raise WijkbrugError(
+                ErrorCode.REQUIRED, f"scope: a {role} needs the wijken or organisation it manages"
+            )
+        token = "wba_" + secrets.token_urlsafe(32)
+        with self.session() as s:
+            row = AdminToken(name=name, role=role, scope=list(scope), token_hash=hash_token(token))
+            s.add(row)
+            s.flush()
+            after = {"name": name, "role": role, "scope": list(scope)}
+            self._changed(s, actor, "admin.add", f"admin {row.id}", None, after)
+            return row.id, token
+
+    def admin_for_token(self, token: str) -> AdminRef | None:
+        with self.session() as s:
+            row = s.scalar(
+                select(AdminToken).where(
+                    AdminToken.token_hash == hash_token(token), AdminToken.revoked_at.is_(None)
+                )
+            )
+            if row is None:
+                return None
+            return AdminRef(row.id, row.name, row.role, tuple(row.scope or ()))
+
+    def admin_by_id(self, admin_id: int) -> AdminRef | None:
+        with self.session() as s:
+            row = s.get(AdminToken, admin_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            return AdminRef(row.id, row.name, row.role, tuple(row.scope or ()))
+
+    def record_denied(self, admin: AdminRef, action: str, target: str, why: str) -> None:
+        """A refused admin action is recorded too (who tried what, outside their scope)."""
+        with self.session() as s:
+            s.add(
+                AdminChange(
+                    actor=admin.actor,
+                    action=f"denied:{action}",
+                    target=target,
+                    before=None,
+                    after={"reason": why},
+                )
+            )
+
+    # ------------------------------------------------------------------ decisions
+
+    def record_decision(
+        self,
+        decision: Decision,
+        priority: Priority,
+        practice_id: int | None,
+        case_id: int | None = None,
+    ) -> None:
+        """Keep a routing decision for the admin page (area and care type, no patient)."""
+        with self.session() as s:
+            s.add(
+                RoutingDecision(
+                    care_type=decision.care_type.value,
+                    pc4=decision.pc4,
+                    priority=priority.value,
+                    provider_id=decision.provider_id,
+                    practice_id=practice_id,
+                    case_id=case_id,
+                    reasons=list(decision.reasons),
+                )
+            )
+
+    def recent_decisions(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.session() as s:
+            rows = s.execute(
+                select(RoutingDecision, Organisation.name)
+                .outerjoin(Organisation, RoutingDecision.provider_id == Organisation.id)
+                .order_by(RoutingDecision.id.desc())
+                .limit(limit)
+            )
+            return [
+                {
+                    "at": d.at.isoformat(),
+                    "care_type": d.care_type,
+                    "pc4": d.pc4,
+                    "priority": d.priority,
+                    "provider": name,
+                    "routed": d.provider_id is not None,
+                    "reasons": d.reasons,
+                }
+                for d, name in rows
+            ]
 
     def count_orgs(self) -> int:
         with self.session() as s:

@@ -139,6 +139,7 @@ class Bridge:
             return existing, False
         decision = self.store.decide(msg.care_type, msg.patient.postcode, priority=msg.priority)
         if not decision.routed:
+            self.store.record_decision(decision, msg.priority, client.org.id)
             raise WijkbrugError(
                 ErrorCode.NO_ROUTE,
                 "no preferred provider for this care type and area",
@@ -158,6 +159,7 @@ class Bridge:
 
         stored, created = self.store.accept_message(client.org, msg, decision, render)
         if created:
+            self.store.record_decision(decision, msg.priority, client.org.id, stored.case_id)
             log.info("accepted communication %s (case %s)", stored.id, stored.case_id)
         return stored, created
 
