@@ -59,6 +59,11 @@ def normalise_postcode(value: str) -> str | None:
     return match.group(1) + letters
 
 
+def format_postcode(postcode: str) -> str:
+    """A normalised postcode in its written form: ``"1092AB"`` -> ``"1092 AB"``."""
+    return f"{postcode[:4]} {postcode[4:]}" if len(postcode) == 6 else postcode
+
+
 def pc4(postcode: str) -> int:
     """The four-digit area of a normalised postcode."""
     return int(postcode[:4])
