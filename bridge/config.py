@@ -78,6 +78,22 @@ class DeliverySection(_Section):
     decrypt_timeout_seconds: float = 600.0
 
 
+class EscalationSection(_Section):
+    """How long an urgent message may wait for a nurse before it is offered further."""
+
+    urgent_minutes: float = 30.0
+    asap_minutes: float = 60.0
+    stat_minutes: float = 15.0
+    check_interval_seconds: float = 15.0
+
+    def limit_minutes(self, priority: str) -> float | None:
+        return {
+            "urgent": self.urgent_minutes,
+            "asap": self.asap_minutes,
+            "stat": self.stat_minutes,
+        }.get(priority)
+
+
 class Settings(_Section):
     data_dir: str = DEFAULT_DATA_DIR
     homeserver: HomeserverSection = HomeserverSection()
@@ -85,6 +101,7 @@ class Settings(_Section):
     http: HttpSection = HttpSection()
     database: DatabaseSection = DatabaseSection()
     delivery: DeliverySection = DeliverySection()
+    escalation: EscalationSection = EscalationSection()
 
     @property
     def data_path(self) -> Path:
@@ -215,6 +232,8 @@ def registration(settings: Settings) -> dict[str, Any]:
         "hs_token": settings.secret("hs_token"),
         "sender_localpart": settings.appservice.sender_localpart,
         "rate_limited": False,
+        # Read receipts reach us as ephemeral events: they acknowledge urgent messages.
+        "receive_ephemeral": True,
         "namespaces": {
             "users": [
                 {"exclusive": True, "regex": f"@{settings.appservice.bot_localpart}:{server}"},

@@ -260,6 +260,8 @@ class Case(Base):
     room_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
     context_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When a nurse first replied, or read the room after joining (escalation stops).
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -340,6 +340,7 @@ class Device:
                 await asyncio.sleep(0.25)
             else:
                 raise MatrixError(f"{self.user_id} does not see the room's members yet")
+            self._reshare_for_newcomers(room_id)
             resp = await client.room_send(
                 room_id,
                 "m.room.message",
@@ -351,6 +352,19 @@ class Device:
                 self._check(resp, "send")
                 raise MatrixError(f"send: unexpected {type(resp).__name__}")
             return str(resp.event_id)
+
+    def _reshare_for_newcomers(self, room_id: str) -> None:
+        """nio shares a megolm session once; someone invited later (an escalation) would
+        never get its key. Start a new session when a member has not had the current one."""
+        client = self.client
+        olm = client.olm
+        room = client.rooms.get(room_id)
+        session = olm.outbound_group_sessions.get(room_id) if olm is not None else None
+        if olm is None or room is None or session is None:
+            return
+        had_key = {user for user, _device in session.users_shared_with}
+        if any(user != self.user_id and user not in had_key for user in room.users):
+            olm.outbound_group_sessions.pop(room_id, None)
 
     def decrypt(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The decrypted ``{"type", "content"}`` of a megolm event, or None without the key."""

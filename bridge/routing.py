@@ -236,6 +236,14 @@ class RoutingTable:
             return "every team of the provider is full for this care type now"
         return open_teams[0]
 
+    def team_for(
+        self, provider_id: int, care_type: CareType, area: int, at: datetime
+    ) -> TeamCoverage | None:
+        """The provider's team that can take a case of this care type and area now."""
+        rule = RouteRule(0, care_type, area, area, provider_id, "", valid_from=None)
+        verdict = self._usable(rule, care_type, area, at)
+        return None if isinstance(verdict, str) else verdict
+
     def gaps(self, areas: Iterable[int], at: datetime) -> list[tuple[int, CareType]]:
         """The (PC4, care type) pairs in ``areas`` that no usable route covers at ``at``."""
         out = []

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,9 +33,11 @@ from bridge.canonical import Party, Reply
 from bridge.config import Settings
 from bridge.directory import ClientRef
 from bridge.errors import ErrorCode, Issue, WijkbrugError
+from bridge.identifiers import pc4
 from bridge.matrix import Device, MatrixApi, MatrixError
 from bridge.store import (
     CaseRef,
+    EscalationWork,
     OutboxWork,
     PendingEvent,
     Store,
@@ -106,7 +109,12 @@ class Bridge:
         self.ready = True
         self.last_error = None
         log.info("connected to the homeserver as %s", self.bot.user_id)
-        await asyncio.gather(self._bot_sync_loop(), self._outbox_loop(), self._event_loop())
+        await asyncio.gather(
+            self._bot_sync_loop(),
+            self._outbox_loop(),
+            self._event_loop(),
+            self._escalation_loop(),
+        )
 
     def wake(self) -> None:
         self._outbox_wake.set()
@@ -292,9 +300,17 @@ class Bridge:
 
     # ------------------------------------------------------------------ transactions
 
-    def on_transaction(self, txn_id: str, events: list[dict[str, Any]]) -> bool:
-        """Store a homeserver transaction (blocking); False if it was seen before."""
-        return self.store.store_transaction(txn_id, events)
+    def on_transaction(
+        self,
+        txn_id: str,
+        events: Sequence[dict[str, Any]],
+        ephemeral: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """Store a homeserver transaction (blocking); False if it was seen before.
+
+        Read receipts (ephemeral) are stored as one pseudo-event per reader and event, so
+        they are handled durably like room events."""
+        return self.store.store_transaction(txn_id, [*events, *receipt_events(ephemeral)])
 
     async def _bot_sync_loop(self) -> None:
         delay = 1.0
@@ -344,12 +360,23 @@ class Bridge:
         ) or localpart.startswith(appservice.ghost_prefix)
 
     async def _handle_event(self, ev: PendingEvent) -> None:
-        if self._is_ours(ev.sender) or ev.type not in ("m.room.encrypted", "m.room.message"):
+        handled = ("m.room.encrypted", "m.room.message", RECEIPT)
+        if self._is_ours(ev.sender) or ev.type not in handled:
             await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
             return
         case = await asyncio.to_thread(self.store.case_for_room, ev.room_id)
         if case is None:
             await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
+            return
+        if ev.type == RECEIPT:
+            # Reading the room (which needs joining it) acknowledges what is in it.
+            if await self._is_team_member(ev.sender):
+                ts = ev.event.get("content", {}).get("ts")
+                at = datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) else None
+                await asyncio.to_thread(
+                    self.store.acknowledge_case, case.id, at or datetime.now(UTC)
+                )
+            await asyncio.to_thread(self.store.event_done, ev.event_id)
             return
         if ev.type == "m.room.encrypted":
             decrypted = self.bot.decrypt(ev.event)
@@ -410,6 +437,113 @@ class Bridge:
             return fhir_r4.render_reply(reply, last_updated=now)
 
         stored = await asyncio.to_thread(self.store.add_reply, case, ev.event_id, org, render)
+        await asyncio.to_thread(self.store.acknowledge_case, case.id, sent)
         await asyncio.to_thread(self.store.event_done, ev.event_id)
         if stored is not None:
             log.info("reply %s stored for case %s", stored.id, case.number)
+
+    async def _is_team_member(self, user_id: str) -> bool:
+        return await asyncio.to_thread(self.store.organisation_of_member, user_id) is not None
+
+    # ------------------------------------------------------------------ escalation
+
+    async def _escalation_loop(self) -> None:
+        config = self.settings.escalation
+        limits = {
+            p: m for p in ("urgent", "asap", "stat") if (m := config.limit_minutes(p)) is not None
+        }
+        while True:
+            await asyncio.sleep(config.check_interval_seconds)
+            due = await asyncio.to_thread(self.store.due_escalations, limits, datetime.now(UTC))
+            for work in due:
+                try:
+                    await self._escalate(work)
+                except MatrixError as exc:
+                    log.warning("escalation of case %s failed: %s", work.case.number, exc)
+
+    async def _escalate(self, work: EscalationWork) -> None:
+        """Offer an unacknowledged urgent message to the next provider, and say so."""
+        case, msg = work.case, work.message
+        now = datetime.now(UTC)
+        area = pc4(msg.patient.postcode)
+        table = await asyncio.to_thread(self.store.routing_table)
+        decision = table.route_for(msg.care_type, area, now)
+        candidates = [p for p in (decision.provider_id, *decision.fallbacks) if p is not None]
+        target: tuple[int, str, list[str]] | None = None
+        for provider_id in candidates:
+            if provider_id == case.provider.id:
+                continue
+            team = table.team_for(provider_id, msg.care_type, area, now)
+            if team is None:
+                continue
+            members = await asyncio.to_thread(self.store.team_members, team.id)
+            if members:
+                name = next(r.provider_name for r in table.rules if r.provider_id == provider_id)
+                target = (provider_id, name, members)
+                break
+        minutes = f"{work.limit_minutes:g}"
+        if target is None:
+            reason = (
+                f"Spoedbericht niet binnen {minutes} min bevestigd; "
+                "geen andere aanbieder beschikbaar in deze wijk"
+            )
+        else:
+            reason = (
+                f"Spoedbericht niet binnen {minutes} min bevestigd; ook aangeboden aan {target[1]}"
+            )
+        room_id = case.room_id
+        if room_id is not None and target is not None:
+            for member in target[2]:
+                try:
+                    await self.api.invite(room_id, member)
+                except MatrixError as exc:
+                    log.warning("escalation: could not invite to %s: %s", room_id, exc)
+            # The newcomers could not read what was sent before: the GP's ghost forwards
+            # the message with the patient context, encrypted for everyone now in the room.
+            ghost = await self._ghost_for(msg.sender)
+            content = cases.message_content(msg, case.number, work.communication_id, first=True)
+            content["body"] = "Doorgestuurd spoedbericht (escalatie)\n" + content["body"]
+            await ghost.send(
+                room_id,
+                content,
+                txn_id=f"wijkbrug-esc-{work.communication_id}",
+                expect_members=target[2],
+            )
+        if room_id is not None:
+            notice = {"msgtype": "m.notice", "body": reason}
+            await self.bot.send(room_id, notice, txn_id=f"wijkbrug-escn-{work.communication_id}")
+        await asyncio.to_thread(
+            self.store.record_escalation, work, target[0] if target else None, reason
+        )
+        log.info("escalated case %s", case.number)
+
+
+RECEIPT = "wijkbrug.receipt"
+
+
+def receipt_events(ephemeral: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One pseudo-event per (reader, event) of the ``m.receipt`` ephemeral events."""
+    out = []
+    for ev in ephemeral:
+        if ev.get("type") != "m.receipt" or not isinstance(ev.get("content"), dict):
+            continue
+        room_id = str(ev.get("room_id", ""))
+        for event_id, kinds in ev["content"].items():
+            if not isinstance(kinds, dict):
+                continue
+            for kind in ("m.read", "m.read.private"):
+                readers = kinds.get(kind)
+                if not isinstance(readers, dict):
+                    continue
+                for user_id, data in readers.items():
+                    ts = data.get("ts") if isinstance(data, dict) else None
+                    out.append(
+                        {
+                            "event_id": f"~receipt:{room_id}:{user_id}:{event_id}",
+                            "type": RECEIPT,
+                            "room_id": room_id,
+                            "sender": user_id,
+                            "content": {"event_id": event_id, "ts": ts},
+                        }
+                    )
+    return out

@@ -27,6 +27,7 @@ from bridge.db import (
     AppserviceTransaction,
     Case,
     Communication,
+    Escalation,
     Ghost,
     InboundEvent,
     Meta,
@@ -74,6 +75,17 @@ class OutboxWork:
     case: CaseRef
     message: CaseMessage
     members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EscalationWork:
+    """An urgent message that waited too long for a nurse."""
+
+    communication_id: str
+    case: CaseRef
+    message: CaseMessage
+    delivered_at: datetime
+    limit_minutes: float
 
 
 @dataclass(frozen=True)
@@ -526,6 +538,87 @@ class Store(Directory):
             g.device_id = device_id
             g.access_token_enc = self.box.seal(access_token.encode(), f"ghosts:token:{matrix_id}")
             s.add(g)
+
+    # ------------------------------------------------------------------ escalation
+
+    def acknowledge_case(self, case_id: int, at: datetime) -> bool:
+        """A nurse replied or read the room: urgent messages so far are acknowledged."""
+        with self.session() as s:
+            result = s.execute(
+                update(Case)
+                .where(Case.id == case_id, Case.acknowledged_at.is_(None))
+                .values(acknowledged_at=at)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def due_escalations(self, limits: dict[str, float], now: datetime) -> list[EscalationWork]:
+        """Urgent messages delivered longer ago than their limit, that no nurse has
+        acknowledged since, and that were not escalated yet."""
+        out: list[EscalationWork] = []
+        with self.session() as s:
+            rows = s.execute(
+                select(Communication, OutboxItem.done_at, Case)
+                .join(OutboxItem, OutboxItem.communication_id == Communication.id)
+                .join(Case, Case.id == Communication.case_id)
+                .where(
+                    Communication.direction == "to-provider",
+                    Communication.priority.in_(list(limits)),
+                    OutboxItem.state == "done",
+                    Case.status == "open",
+                    ~select(Escalation.id)
+                    .where(Escalation.communication_id == Communication.id)
+                    .exists(),
+                )
+            )
+            for comm, delivered_at, case in rows:
+                if delivered_at is None:
+                    continue
+                if case.acknowledged_at is not None and case.acknowledged_at >= delivered_at:
+                    continue
+                limit = limits[comm.priority]
+                if delivered_at + timedelta(minutes=limit) > now:
+                    continue
+                msg = cases.message_from_dict(
+                    self.box.open_json(comm.message_enc, f"communications:message:{comm.id}")
+                )
+                out.append(
+                    EscalationWork(comm.id, self._case_ref(s, case), msg, delivered_at, limit)
+                )
+        return out
+
+    def record_escalation(
+        self, work: EscalationWork, to_provider_id: int | None, reason: str
+    ) -> None:
+        """Keep the escalation and tell the practice system through its Communication."""
+        with self.session() as s:
+            s.add(
+                Escalation(
+                    case_id=work.case.id,
+                    communication_id=work.communication_id,
+                    from_provider_id=work.case.provider.id,
+                    to_provider_id=to_provider_id,
+                    reason=reason,
+                )
+            )
+            comm = s.get(Communication, work.communication_id)
+            assert comm is not None
+            resource = self._open_resource(comm)
+            resource.setdefault("note", []).append({"time": utcnow().isoformat(), "text": reason})
+            self._bump(comm, resource)
+
+    def escalations(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.session() as s:
+            rows = s.scalars(select(Escalation).order_by(Escalation.id.desc()).limit(limit))
+            return [
+                {
+                    "at": e.at.isoformat(),
+                    "case_id": e.case_id,
+                    "from_provider_id": e.from_provider_id,
+                    "to_provider_id": e.to_provider_id,
+                    "reason": e.reason,
+                }
+                for e in rows
+            ]
 
     def get_meta(self, key: str) -> Any:
         with self.session() as s:

@@ -46,7 +46,11 @@ async def transaction(txn_id: str, request: Request, bridge: BridgeDep) -> JSONR
     events = body.get("events") if isinstance(body, dict) else None
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         return _matrix_error(400, "M_BAD_JSON", "events must be a list of objects")
-    await asyncio.to_thread(bridge.on_transaction, txn_id, events)
+    ephemeral = body.get("ephemeral", body.get("de.sorunome.msc2409.ephemeral", []))
+    if not isinstance(ephemeral, list):
+        return _matrix_error(400, "M_BAD_JSON", "ephemeral must be a list of objects")
+    ephemeral = [e for e in ephemeral if isinstance(e, dict)]
+    await asyncio.to_thread(bridge.on_transaction, txn_id, events, ephemeral)
     bridge.wake()
     return JSONResponse({})
 

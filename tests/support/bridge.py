@@ -17,8 +17,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 from bridge.config import generate_config, load_settings, write_registration
 from bridge.homeserver import free_port
@@ -58,13 +60,15 @@ class BridgeSite:
         return f"http://127.0.0.1:{self.port}"
 
     def point_at(self, homeserver_url: str, database_url: str | None = None) -> None:
-        generate_config(
-            self.data_dir,
-            homeserver_url=homeserver_url,
-            port=self.port,
-            database_url=database_url,
-            overwrite=True,
-        )
+        self.configure("homeserver", {"url": homeserver_url})
+        if database_url is not None:
+            self.configure("database", {"url": database_url})
+
+    def configure(self, section: str, values: dict[str, Any]) -> None:
+        """Change one section of config.yaml (before ``start``)."""
+        config = yaml.safe_load(self.config_path.read_text())
+        config.setdefault(section, {}).update(values)
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
