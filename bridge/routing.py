@@ -91,8 +91,12 @@ class TeamCoverage:
     pc4_ranges: tuple[tuple[int, int], ...] = ()
 
     def serves(self, care_type: CareType, area: int) -> bool:
-        if self.care_types and care_type not in self.care_types:
-            return False
+        return self.serves_care(care_type) and self.serves_area(area)
+
+    def serves_care(self, care_type: CareType) -> bool:
+        return not self.care_types or care_type in self.care_types
+
+    def serves_area(self, area: int) -> bool:
         return not self.pc4_ranges or any(lo <= area <= hi for lo, hi in self.pc4_ranges)
 
 
@@ -154,6 +158,13 @@ class RoutingTable:
         for team in sorted(teams, key=lambda t: t.id):
             teams_by_provider[team.provider_id].append(team)
         self._teams = {k: tuple(v) for k, v in teams_by_provider.items()}
+        # The hot path looks teams up per (provider, care type) and reuses rule texts.
+        self._teams_for_care = {
+            (provider, care): tuple(t for t in provider_teams if t.serves_care(care))
+            for provider, provider_teams in self._teams.items()
+            for care in CareType
+        }
+        self._describe = {rule.id: rule.describe() for rule in self.rules}
         blocks: dict[int, list[Unavailability]] = defaultdict(list)
         for block in unavailable:
             blocks[block.provider_id].append(block)
@@ -165,8 +176,13 @@ class RoutingTable:
         postcode: str | int,
         at: datetime,
         priority: Priority = Priority.ROUTINE,
+        *,
+        with_fallbacks: bool = False,
     ) -> Decision:
-        """Choose the provider and team for a case; explain why, including what was skipped."""
+        """Choose the provider and team for a case; explain why, including what was skipped.
+
+        ``with_fallbacks`` also lists the later-ranked providers that could take the case
+        (for escalation); without it the walk stops at the first usable route."""
         if isinstance(postcode, int):
             area = postcode
         else:
@@ -187,11 +203,13 @@ class RoutingTable:
             verdict = self._usable(rule, care_type, area, at)
             if isinstance(verdict, str):
                 if chosen is None:
-                    reasons.append(f"skipped {rule.describe()}: {verdict}")
+                    reasons.append(f"skipped {self._describe[rule.id]}: {verdict}")
                 continue
             if chosen is None:
                 chosen = (rule, verdict)
-                reasons.append(f"matched {rule.describe()}, team {verdict.name}")
+                reasons.append(f"matched {self._describe[rule.id]}, team {verdict.name}")
+                if not with_fallbacks:
+                    break
             elif rule.provider_id != chosen[0].provider_id and rule.provider_id not in fallbacks:
                 fallbacks.append(rule.provider_id)
         if chosen is None:
@@ -217,24 +235,24 @@ class RoutingTable:
         """The team that takes the case under ``rule``, or why the rule cannot be used."""
         if not rule.valid_at(at):
             return f"not valid at {at.isoformat()}"
-        teams = [t for t in self._teams.get(rule.provider_id, ()) if t.serves(care_type, area)]
+        teams = [
+            t
+            for t in self._teams_for_care.get((rule.provider_id, care_type), ())
+            if t.serves_area(area)
+        ]
         if not teams:
             return "provider has no team for this care type and area"
-        for block in self._blocks.get(rule.provider_id, ()):
+        blocks = self._blocks.get(rule.provider_id)
+        if not blocks:
+            return teams[0]
+        for block in blocks:
             if block.team_id is None and block.blocks(care_type, at):
                 note = f" ({block.note})" if block.note else ""
                 return f"provider is full until {block.end.isoformat()}{note}"
-        open_teams = [
-            t
-            for t in teams
-            if not any(
-                b.team_id == t.id and b.blocks(care_type, at)
-                for b in self._blocks.get(rule.provider_id, ())
-            )
-        ]
-        if not open_teams:
-            return "every team of the provider is full for this care type now"
-        return open_teams[0]
+        for team in teams:
+            if not any(b.team_id == team.id and b.blocks(care_type, at) for b in blocks):
+                return team
+        return "every team of the provider is full for this care type now"
 
     def team_for(
         self, provider_id: int, care_type: CareType, area: int, at: datetime

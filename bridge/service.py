@@ -467,7 +467,7 @@ class Bridge:
         now = datetime.now(UTC)
         area = pc4(msg.patient.postcode)
         table = await asyncio.to_thread(self.store.routing_table)
-        decision = table.route_for(msg.care_type, area, now)
+        decision = table.route_for(msg.care_type, area, now, with_fallbacks=True)
         candidates = [p for p in (decision.provider_id, *decision.fallbacks) if p is not None]
         target: tuple[int, str, list[str]] | None = None
         for provider_id in candidates:

@@ -70,8 +70,9 @@ def test_rank_orders_care_type_filters_and_fallbacks_are_listed() -> None:
         rule(2, 2, 1091, 1098, rank=1),
         rule(3, 1, 1091, 1098, rank=1, care_type=CareType.GGZ),
     )
-    wond = routes.route_for(CareType.WONDZORG, "1095XX", NOW)
+    wond = routes.route_for(CareType.WONDZORG, "1095XX", NOW, with_fallbacks=True)
     assert wond.provider_id == 2 and wond.fallbacks == (1,)
+    assert routes.route_for(CareType.WONDZORG, "1095XX", NOW).fallbacks == ()
     assert routes.route_for(CareType.GGZ, "1095XX", NOW).provider_id == 1
 
 
