@@ -40,6 +40,7 @@ from bridge.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_REFUSED, EXIT_CONFIG, EXIT_DATABASE, EXIT_HOMESERVER = 1, 2, 3, 4
+PROGRESS_FROM = 500  # rows of an agreement sheet from which `route import` shows progress
 
 
 def _fail(message: str, code: int) -> None:
@@ -413,6 +414,19 @@ def route_remove(ctx: Context, route_id: int) -> None:
     click.echo(f"removed route {route_id}")
 
 
+@route.command("end")
+@click.argument("route_id", type=int)
+@click.option("--at", "at", required=True, help="ISO date the route stops applying.")
+@pass_ctx
+@friendly_errors
+def route_end(ctx: Context, route_id: int, at: str) -> None:
+    """End a route at a date (e.g. before next year's agreements take over)."""
+    moment = _moment(at)
+    assert moment is not None
+    ctx.store().end_route(route_id, moment)
+    click.echo(f"route {route_id} ends at {moment.isoformat()}")
+
+
 @route.command("list")
 @pass_ctx
 @friendly_errors
@@ -525,8 +539,12 @@ def route_coverage(ctx: Context, fmt: str, at: str | None, areas: tuple[str, ...
 def route_import(ctx: Context, sheet: Path) -> None:
     """Load an agreement sheet (CSV) in one transaction; any bad row changes nothing."""
     rows, errors = parse_sheet(sheet.read_text(encoding="utf-8"))
-    with click.progressbar(length=len(rows), label="routes", file=sys.stderr) as bar:
-        added = ctx.store().import_routes(rows, progress=bar.update, sheet_errors=errors)
+    if len(rows) < PROGRESS_FROM:
+        added = ctx.store().import_routes(rows, sheet_errors=errors)
+    else:
+        with click.progressbar(length=len(rows), label="routes", file=sys.stderr) as bar:
+            added = ctx.store().import_routes(rows, progress=bar.update, sheet_errors=errors)
+            bar.render_finish()
     click.echo(f"imported {added} new route(s) of {len(rows)} row(s)")
 
 

@@ -516,6 +516,25 @@ class Directory:
                 return other.id
         return None
 
+    def end_route(self, route_id: int, valid_to: datetime, actor: str = "cli") -> None:
+        """Let a route stop applying at ``valid_to`` (its history stays)."""
+        with self.session() as s:
+            route = s.get(Route, route_id)
+            if route is None:
+                raise WijkbrugError(ErrorCode.NOT_FOUND, f"no route #{route_id}")
+            if route.valid_from is not None and valid_to <= route.valid_from:
+                raise WijkbrugError(ErrorCode.VALUE, "valid_to: must be after the route starts")
+            before = route.valid_to.isoformat() if route.valid_to else None
+            route.valid_to = valid_to
+            self._changed(
+                s,
+                actor,
+                "route.end",
+                f"route {route_id}",
+                {"valid_to": before},
+                {"valid_to": valid_to.isoformat()},
+            )
+
     def remove_route(self, route_id: int, actor: str = "cli") -> None:
         with self.session() as s:
             route = s.get(Route, route_id)
