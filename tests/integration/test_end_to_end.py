@@ -229,10 +229,18 @@ async def test_gp_message_reaches_nurse_and_reply_returns(site: Site, nurse: JsC
         # Same patient, practice and provider: the same case room, no second invite.
         assert [e["roomId"] for e in nurse.events if e["event"] == "joined"] == [room_id]
 
-    # Nothing that identifies the patient, nor message text, ever reached the log.
+    # Nothing that identifies the patient, nor message text, ever reached the log, nor any
+    # file of the installation in the clear: database (with its WAL), crypto stores, keys.
     log = site.bridge.log()
-    for secret in (BSN, PATIENT_NAME, TEXT, answer, site.practice_token):
+    secrets = (BSN, PATIENT_NAME, TEXT, answer, site.practice_token)
+    for secret in secrets:
         assert secret not in log
+    files = [p for p in site.bridge.data_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "wijkbrug.db" for p in files)
+    for path in files:
+        raw = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in raw, f"{secret[:6]}... in {path.name}"
 
 
 async def test_bad_input_gets_operation_outcome(site: Site) -> None:
