@@ -32,7 +32,7 @@ from bridge.config import (
 )
 from bridge.directory import parse_pc4_range
 from bridge.errors import WijkbrugError
-from bridge.identifiers import normalise_postcode
+from bridge.identifiers import is_valid_bsn, normalise_postcode
 from bridge.routing import gp_route_for
 from bridge.runtime import open_store
 from bridge.schema import SchemaTooNewError
@@ -607,6 +607,55 @@ def admin_add(ctx: Context, name: str, role: str, scope: tuple[str, ...]) -> Non
     admin_id, token = ctx.store().add_admin_token(name, role, list(scope))
     click.echo(f"added {role} {name} (id {admin_id}); its token (shown once):")
     click.echo(token)
+
+
+@main.group()
+def audit() -> None:
+    """The NEN 7513 audit trail (hash-chained)."""
+
+
+@audit.command("verify")
+@pass_ctx
+@friendly_errors
+def audit_verify(ctx: Context) -> None:
+    """Check that no entry was changed, deleted or reordered (exit 1 if one was)."""
+    problems = ctx.store().verify_audit()
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        _fail(f"the audit trail is broken ({len(problems)} problem(s))", EXIT_REFUSED)
+    click.echo("audit trail intact")
+
+
+@audit.command("export")
+@click.option("--patient", "bsn", required=True, help="The patient's BSN.")
+@click.option("--from", "start", help="ISO date (inclusive).")
+@click.option("--to", "end", help="ISO date (exclusive).")
+@pass_ctx
+@friendly_errors
+def audit_export(ctx: Context, bsn: str, start: str | None, end: str | None) -> None:
+    """The accesses to one patient's data (what the patient is entitled to see), as JSON
+    lines. The export itself is recorded."""
+    if not is_valid_bsn(bsn):
+        raise click.BadParameter("not a valid BSN (11-test)", param_hint="--patient")
+    store = ctx.store()
+    pseudonym = store.box.keyed_hash("patient", bsn)
+    for entry in store.audit_entries(patient=pseudonym, start=_moment(start), end=_moment(end)):
+        click.echo(
+            json.dumps(
+                {
+                    "at": entry.at.isoformat(),
+                    "who": entry.actor,
+                    "organisation": entry.org,
+                    "what": entry.action,
+                    "object": entry.target,
+                    "from": entry.origin,
+                    "why": entry.reason,
+                },
+                ensure_ascii=False,
+            )
+        )
+    store.record_export(pseudonym)
 
 
 # ---------------------------------------------------------------------- set-up

@@ -338,6 +338,24 @@ class InboundEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AuditLog(Base):
+    """The NEN 7513 audit trail: a hash chain (see bridge.audit)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_patient_at", "patient", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(300))
+    org: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    patient: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(300))
+    origin: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(100))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 class Meta(Base):
     """Small key/value facts about the deployment (e.g. the bot's device)."""
 
@@ -369,7 +387,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # IMMEDIATE: take the write lock up front, so a transaction that read first
+            # and writes later (the audit chain's head, the outbox) never finds its
+            # snapshot stale. SQLite has one writer anyway.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     # hide_parameters: SQL errors must not carry row values into logs.

@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bridge.audit import Access
 from bridge.canonical import CareType, Priority
 from bridge.db import (
     AdminChange,
@@ -52,6 +53,7 @@ from bridge.routing import (
     TeamCoverage,
 )
 from bridge.routing import Unavailability as Block
+from bridge.trail import AuditTrail
 
 ORG_KINDS = ("practice", "provider", "hap")
 ADMIN_ROLES = ("region-admin", "wijk-coordinator", "org-admin")
@@ -160,7 +162,7 @@ def _overlap(
     return starts_before_b_ends and ends_after_b_starts
 
 
-class Directory:
+class Directory(AuditTrail):
     """Directory and routing tables (part of the Store)."""
 
     _table_lock = threading.Lock()
@@ -175,8 +177,10 @@ class Directory:
     def _changed(
         self, s: Session, actor: str, action: str, target: str, before: Any, after: Any
     ) -> None:
-        """Record a change and bump the directory version (routing tables rebuild)."""
+        """Record a change (and in the audit trail) and bump the directory version (routing
+        tables rebuild)."""
         s.add(AdminChange(actor=actor, action=action, target=target, before=before, after=after))
+        self._audit(s, Access(actor, None, "admin", "beheer"), f"admin.{action}", obj=target)
         row = s.get(Meta, VERSION_KEY)
         if row is None:
             s.add(Meta(key=VERSION_KEY, value=1))
@@ -293,35 +297,36 @@ class Directory:
 
     def list_teams(self) -> list[TeamRef]:
         with self.session() as s:
-            out = []
-            rows = s.execute(
-                select(Team, Organisation)
-                .join(Organisation, Team.provider_id == Organisation.id)
-                .order_by(Team.id)
+            return self._teams(s)
+
+    def _teams(self, s: Session) -> list[TeamRef]:
+        out = []
+        rows = s.execute(
+            select(Team, Organisation)
+            .join(Organisation, Team.provider_id == Organisation.id)
+            .order_by(Team.id)
+        )
+        for team, org in rows:
+            members = s.scalars(
+                select(TeamMember.matrix_id)
+                .where(TeamMember.team_id == team.id)
+                .order_by(TeamMember.matrix_id)
             )
-            for team, org in rows:
-                members = s.scalars(
-                    select(TeamMember.matrix_id)
-                    .where(TeamMember.team_id == team.id)
-                    .order_by(TeamMember.matrix_id)
+            care = s.scalars(select(TeamCareType.care_type).where(TeamCareType.team_id == team.id))
+            areas = s.execute(
+                select(TeamArea.pc4_from, TeamArea.pc4_to).where(TeamArea.team_id == team.id)
+            )
+            out.append(
+                TeamRef(
+                    team.id,
+                    team.name,
+                    org_ref(org),
+                    tuple(members),
+                    tuple(sorted((CareType(c) for c in care), key=lambda c: c.value)),
+                    tuple((int(lo), int(hi)) for lo, hi in areas),
                 )
-                care = s.scalars(
-                    select(TeamCareType.care_type).where(TeamCareType.team_id == team.id)
-                )
-                areas = s.execute(
-                    select(TeamArea.pc4_from, TeamArea.pc4_to).where(TeamArea.team_id == team.id)
-                )
-                out.append(
-                    TeamRef(
-                        team.id,
-                        team.name,
-                        org_ref(org),
-                        tuple(members),
-                        tuple(sorted((CareType(c) for c in care), key=lambda c: c.value)),
-                        tuple((int(lo), int(hi)) for lo, hi in areas),
-                    )
-                )
-            return out
+            )
+        return out
 
     def team_members(self, team_id: int) -> list[str]:
         with self.session() as s:
@@ -720,7 +725,7 @@ class Directory:
                 return cached[1]
             teams = [
                 TeamCoverage(t.id, t.provider.id, t.name, frozenset(t.care_types), t.pc4_ranges)
-                for t in self.list_teams()
+                for t in self._teams(s)
             ]
             table = RoutingTable(self._rules(s), teams, self._blocks(s))
         with self._table_lock:

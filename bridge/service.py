@@ -29,6 +29,7 @@ from typing import Any
 
 from adapters import fhir_r4
 from bridge import cases
+from bridge.audit import Access
 from bridge.canonical import Party, Reply
 from bridge.config import Settings
 from bridge.directory import ClientRef
@@ -134,7 +135,7 @@ class Bridge:
     # ------------------------------------------------------------------ accepting
 
     def accept(
-        self, client: ClientRef, body: bytes, content_type: str
+        self, client: ClientRef, body: bytes, content_type: str, access: Access
     ) -> tuple[StoredCommunication, bool]:
         """Parse, route and durably store a GP message (blocking; call in a thread)."""
         if client.org.kind != "practice":
@@ -142,7 +143,7 @@ class Bridge:
                 ErrorCode.FORBIDDEN, "only a practice's client can start or continue a case"
             )
         msg = fhir_r4.parse_communication(body, content_type)
-        existing = self.store.find_by_identifier(client.org.id, msg.identifier)
+        existing = self.store.find_by_identifier(client.org.id, msg.identifier, access)
         if existing is not None:
             return existing, False
         decision = self.store.decide(msg.care_type, msg.patient.postcode, priority=msg.priority)
@@ -165,7 +166,7 @@ class Bridge:
                 msg, id=comm_id, status="in-progress", last_updated=now, case_number=number
             )
 
-        stored, created = self.store.accept_message(client.org, msg, decision, render)
+        stored, created = self.store.accept_message(client.org, msg, decision, render, access)
         if created:
             self.store.record_decision(decision, msg.priority, client.org.id, stored.case_id)
             log.info("accepted communication %s (case %s)", stored.id, stored.case_id)
@@ -436,7 +437,10 @@ class Bridge:
             )
             return fhir_r4.render_reply(reply, last_updated=now)
 
-        stored = await asyncio.to_thread(self.store.add_reply, case, ev.event_id, org, render)
+        access = Access(f"matrix:{ev.sender}", org.code, "matrix")
+        stored = await asyncio.to_thread(
+            self.store.add_reply, case, ev.event_id, org, render, access
+        )
         await asyncio.to_thread(self.store.acknowledge_case, case.id, sent)
         await asyncio.to_thread(self.store.event_done, ev.event_id)
         if stored is not None:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge import cases
+from bridge.audit import SYSTEM, Access
 from bridge.canonical import CareType, CaseMessage, Identifier
 from bridge.db import (
     AppserviceTransaction,
@@ -133,6 +134,10 @@ class Store(Directory):
         comm.resource_enc = self._seal_resource(comm.id, resource)
         comm.last_updated = now
 
+    def _patient_of(self, s: Session, comm: Communication) -> str | None:
+        case = s.get(Case, comm.case_id)
+        return case.patient_key if case else None
+
     def _stored(self, comm: Communication) -> StoredCommunication:
         return StoredCommunication(
             comm.id,
@@ -144,8 +149,10 @@ class Store(Directory):
         )
 
     def find_by_identifier(
-        self, author_org_id: int, identifier: Identifier
+        self, author_org_id: int, identifier: Identifier, access: Access | None = None
     ) -> StoredCommunication | None:
+        """The sender's own message with this identifier (a re-post); read access is
+        recorded when ``access`` is given."""
         with self.session() as s:
             comm = s.scalar(
                 select(Communication).where(
@@ -154,7 +161,17 @@ class Store(Directory):
                     Communication.identifier_value == identifier.value,
                 )
             )
-            return self._stored(comm) if comm else None
+            if comm is None:
+                return None
+            if access is not None:
+                self._audit(
+                    s,
+                    access,
+                    "message.read",
+                    patient=self._patient_of(s, comm),
+                    obj=f"Communication/{comm.id}",
+                )
+            return self._stored(comm)
 
     def accept_message(
         self,
@@ -162,6 +179,7 @@ class Store(Directory):
         msg: CaseMessage,
         decision: Decision,
         render: Any,
+        access: Access = SYSTEM,
     ) -> tuple[StoredCommunication, bool]:
         """Store a routed GP message, its case and its outbox item in one transaction.
 
@@ -217,19 +235,31 @@ class Store(Directory):
                 s.add(comm)
                 s.flush()
                 s.add(OutboxItem(communication_id=comm_id, case_id=case.id, next_attempt_at=now))
+                self._audit(
+                    s, access, "message.create", patient=patient_key, obj=f"Communication/{comm_id}"
+                )
                 return self._stored(comm), True
         except IntegrityError:
             # A concurrent re-post of the same identifier won the race: return its row.
-            existing = self.find_by_identifier(practice.id, msg.identifier)
+            existing = self.find_by_identifier(practice.id, msg.identifier, access)
             if existing is None:
                 raise
             return existing, False
 
-    def get_communication(self, comm_id: str, org: OrgRef) -> StoredCommunication | None:
+    def get_communication(
+        self, comm_id: str, org: OrgRef, access: Access = SYSTEM
+    ) -> StoredCommunication | None:
         with self.session() as s:
             comm = s.get(Communication, comm_id)
             if comm is None or org.id not in (comm.practice_id, comm.provider_id):
                 return None
+            self._audit(
+                s,
+                access,
+                "message.read",
+                patient=self._patient_of(s, comm),
+                obj=f"Communication/{comm.id}",
+            )
             return self._stored(comm)
 
     def search_communications(
@@ -244,6 +274,7 @@ class Store(Directory):
         status: str | None = None,
         count: int = 50,
         offset: int = 0,
+        access: Access = SYSTEM,
     ) -> tuple[list[StoredCommunication], int]:
         """The organisation's communications, oldest update first; returns (page, total)."""
         query = select(Communication).where(
@@ -268,11 +299,21 @@ class Store(Directory):
             query = query.where(Communication.status == status)
         with self.session() as s:
             total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = s.scalars(
-                query.order_by(Communication.last_updated, Communication.id)
-                .offset(offset)
-                .limit(count)
+            rows = list(
+                s.scalars(
+                    query.order_by(Communication.last_updated, Communication.id)
+                    .offset(offset)
+                    .limit(count)
+                )
             )
+            for comm in rows:
+                self._audit(
+                    s,
+                    access,
+                    "message.search",
+                    patient=self._patient_of(s, comm),
+                    obj=f"Communication/{comm.id}",
+                )
             return [self._stored(c) for c in rows], total
 
     def _case_ref(self, s: Session, case: Case) -> CaseRef:
@@ -369,6 +410,13 @@ class Store(Directory):
             resource = self._open_resource(comm)
             resource["status"] = comm.status = "completed"
             self._bump(comm, resource)
+            self._audit(
+                s,
+                SYSTEM,
+                "message.deliver",
+                patient=self._patient_of(s, comm),
+                obj=f"Communication/{comm.id} -> {event_id}",
+            )
             if context_sent:
                 s.execute(update(Case).where(Case.id == item.case_id).values(context_sent=True))
 
@@ -389,6 +437,13 @@ class Store(Directory):
                     "text": "Niet afgeleverd in de casusruimte (could not be delivered)"
                 }
                 self._bump(comm, resource)
+                self._audit(
+                    s,
+                    SYSTEM,
+                    "message.undeliverable",
+                    patient=self._patient_of(s, comm),
+                    obj=f"Communication/{comm.id}",
+                )
             else:
                 item.next_attempt_at = utcnow() + timedelta(seconds=delay)
 
@@ -485,6 +540,7 @@ class Store(Directory):
         event_id: str,
         author_org: OrgRef,
         render: Any,
+        access: Access = SYSTEM,
     ) -> StoredCommunication | None:
         """Store a nurse's answer from the room as a Communication for the practice.
 
@@ -518,6 +574,13 @@ class Store(Directory):
             )
             s.add(comm)
             s.flush()
+            self._audit(
+                s,
+                access,
+                "reply.create",
+                patient=self._patient_of(s, comm),
+                obj=f"Communication/{comm_id}",
+            )
             return self._stored(comm)
 
     def ghost(self, matrix_id: str) -> tuple[str | None, str | None]:
@@ -605,6 +668,13 @@ class Store(Directory):
             resource = self._open_resource(comm)
             resource.setdefault("note", []).append({"time": utcnow().isoformat(), "text": reason})
             self._bump(comm, resource)
+            self._audit(
+                s,
+                SYSTEM,
+                "message.escalate",
+                patient=self._patient_of(s, comm),
+                obj=f"Communication/{comm.id}",
+            )
 
     def escalations(self, limit: int = 50) -> list[dict[str, Any]]:
         with self.session() as s:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -11,12 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters import fhir_r4
 from bridge import __version__
 from bridge.config import Settings
 from bridge.errors import ErrorCode, Issue, WijkbrugError, operation_outcome
 from bridge.runtime import open_store
 from bridge.service import Bridge
-from bridge.web import appservice, fhir, health
+from bridge.web import appservice, directory_fhir, fhir, health
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,35 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(fhir.router)
+    app.include_router(directory_fhir.router)
     app.include_router(appservice.router)
     app.include_router(health.router)
+
+    @app.middleware("http")
+    async def fhir_format(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """FHIR XML for clients that ask for it (``_format`` or ``Accept``): every FHIR
+        response, errors included, is built as JSON and converted here, in one place."""
+        response = await call_next(request)
+        if not request.url.path.startswith("/fhir"):
+            return response
+        wanted = fhir_r4.response_media_type(
+            request.headers.get("accept"), request.query_params.get("_format")
+        )
+        if wanted != fhir_r4.FHIR_XML or not response.headers.get("content-type", "").startswith(
+            fhir.FHIR_JSON
+        ):
+            return response
+        body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        headers.pop("content-type", None)
+        return Response(
+            fhir_r4.to_xml(json.loads(body)),
+            status_code=response.status_code,
+            media_type=fhir_r4.FHIR_XML,
+            headers=headers,
+        )
 
     @app.exception_handler(WijkbrugError)
     async def _wijkbrug_error(request: Request, exc: WijkbrugError) -> Response:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from bridge.audit import Access
 from bridge.directory import ClientRef
 from bridge.errors import ErrorCode, WijkbrugError
 from bridge.service import Bridge
@@ -40,3 +41,9 @@ async def current_client(request: Request, bridge: BridgeDep) -> ClientRef:
 
 
 CurrentClient = Annotated[ClientRef, Depends(current_client)]
+
+
+def access_of(client: ClientRef, request: Request) -> Access:
+    """The audit context of an integration client's request."""
+    origin = request.client.host if request.client else None
+    return Access(f"client:{client.id} {client.name}", client.org.code, origin)

@@ -8,10 +8,10 @@ client, those addressed to the provider).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 
@@ -20,7 +20,8 @@ from bridge.canonical import Identifier
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.identifiers import normalise_system
 from bridge.store import StoredCommunication
-from bridge.web.deps import BridgeDep, CurrentClient
+from bridge.web.deps import BridgeDep, CurrentClient, access_of
+from bridge.web.fhirutil import page_params, search_bundle
 
 router = APIRouter(prefix="/fhir")
 
@@ -31,8 +32,8 @@ _DATE_PREFIX = re.compile(r"^(gt|ge|lt|le|eq)?(\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]
 
 
 def fhir_response(resource: dict[str, Any], status: int = 200, **headers: str) -> Response:
-    import json
-
+    """A FHIR JSON response (turned into XML on the way out when the client asks for XML;
+    see ``fhir_format`` in bridge.web.app)."""
     return Response(
         json.dumps(resource, ensure_ascii=False),
         status_code=status,
@@ -56,7 +57,9 @@ async def create_communication(
     body = await request.body()
     if len(body) > MAX_BODY:
         raise WijkbrugError(ErrorCode.TOO_LARGE, f"body larger than {MAX_BODY} bytes")
-    stored, created = await asyncio.to_thread(bridge.accept, client, body, content_type)
+    stored, created = await asyncio.to_thread(
+        bridge.accept, client, body, content_type, access_of(client, request)
+    )
     if created:
         bridge.wake()
     version = str(stored.resource.get("meta", {}).get("versionId", "1"))
@@ -70,9 +73,13 @@ async def create_communication(
 
 
 @router.get("/Communication/{comm_id}")
-async def read_communication(comm_id: str, client: CurrentClient, bridge: BridgeDep) -> Response:
+async def read_communication(
+    comm_id: str, request: Request, client: CurrentClient, bridge: BridgeDep
+) -> Response:
     """One communication of the token's organisation."""
-    stored = await asyncio.to_thread(bridge.store.get_communication, comm_id, client.org)
+    stored = await asyncio.to_thread(
+        bridge.store.get_communication, comm_id, client.org, access_of(client, request)
+    )
     if stored is None:
         raise WijkbrugError(ErrorCode.NOT_FOUND, f"Communication/{comm_id} is not known")
     version = str(stored.resource.get("meta", {}).get("versionId", "1"))
@@ -102,19 +109,6 @@ def _parse_instant(value: str, where: str) -> tuple[str, datetime]:
     return prefix, moment
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise WijkbrugError(
-            ErrorCode.VALUE,
-            f"{name} must be a whole number from {low} to {high}",
-            [Issue(ErrorCode.VALUE, f"{name} out of range", name)],
-        )
-    return int(raw)
-
-
 @router.get("/Communication")
 async def search_communications(
     request: Request, client: CurrentClient, bridge: BridgeDep
@@ -128,8 +122,7 @@ async def search_communications(
             f"unsupported search parameter(s): {', '.join(unknown)}",
             [Issue(ErrorCode.NOT_SUPPORTED, "unsupported search parameter", p) for p in unknown],
         )
-    count = _int_param(request, "_count", 50, 1, 1000)
-    offset = _int_param(request, "_offset", 0, 0, 10_000_000)
+    count, offset = page_params(params)
     after: datetime | None = None
     before: datetime | None = None
     inclusive = False
@@ -158,22 +151,11 @@ async def search_communications(
         status=params.get("status"),
         count=count,
         offset=offset,
+        access=access_of(client, request),
     )
     base = f"{bridge.settings.public_url}/fhir/Communication"
-    query = [(k, v) for k, v in params.multi_items() if k != "_offset"]
-    links = [{"relation": "self", "url": f"{base}?{urlencode(query)}"}]
-    if offset + len(page) < total:
-        nxt = [*query, ("_offset", str(offset + len(page)))]
-        links.append({"relation": "next", "url": f"{base}?{urlencode(nxt)}"})
-    return fhir_response(
-        {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": total,
-            "link": links,
-            "entry": [_entry(base, c) for c in page],
-        }
-    )
+    entries = [_entry(base, c) for c in page]
+    return fhir_response(search_bundle(base, params, offset, total, entries))
 
 
 def _entry(base: str, stored: StoredCommunication) -> dict[str, Any]:
