@@ -841,7 +841,18 @@ def test_capability_statement() -> None:
     assert statement["fhirVersion"] == "4.0.1"
     rest = statement["rest"][0]
     assert rest["mode"] == "server" and "Bearer" in rest["security"]["description"]
-    (communication_,) = rest["resource"]
+    by_type = {r["type"]: r for r in rest["resource"]}
+    assert set(by_type) == {
+        "Communication",
+        "Organization",
+        "HealthcareService",
+        "PractitionerRole",
+        "Endpoint",
+    }
+    for directory_type in set(by_type) - {"Communication"}:
+        codes = {i["code"] for i in by_type[directory_type]["interaction"]}
+        assert codes == {"read", "search-type"}  # the directory is read-only
+    communication_ = by_type["Communication"]
     assert {i["code"] for i in communication_["interaction"]} == {"read", "search-type", "create"}
     assert {p["name"] for p in communication_["searchParam"]} == {
         "_lastUpdated",
