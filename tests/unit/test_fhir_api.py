@@ -157,3 +157,18 @@ def test_oversized_body_is_refused(api: tuple[TestClient, Bridge, str, str]) -> 
     client, _, token, _ = api
     resp = client.post("/fhir/Communication", content=b" " * (1024 * 1024 + 1), headers=auth(token))
     assert resp.status_code == 413 and resp.json()["resourceType"] == "OperationOutcome"
+
+
+def test_xml_when_asked_for_errors_included(api: tuple[TestClient, Bridge, str, str]) -> None:
+    client, bridge, token, _ = api
+    (comm_id,) = seed(bridge, 1)
+    meta = client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml"})
+    assert meta.headers["content-type"].startswith("application/fhir+xml")
+    assert "<CapabilityStatement " in meta.text and 'value="4.0.1"' in meta.text
+    read = client.get(f"/fhir/Communication/{comm_id}?_format=xml", headers=auth(token))
+    assert read.status_code == 200 and "<Communication " in read.text
+    assert f'<id value="{comm_id}"/>' in read.text
+    denied = client.get("/fhir/Communication?_format=xml")
+    assert denied.status_code == 401 and "<OperationOutcome " in denied.text
+    plain = client.get(f"/fhir/Communication/{comm_id}", headers=auth(token))
+    assert plain.json()["id"] == comm_id
