@@ -78,6 +78,10 @@ class Bridge:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if self.store.engine.dialect.name == "sqlite":
+            released = await asyncio.to_thread(self.store.release_leases)
+            if released:
+                log.info("resuming %d delivery(ies) a previous run had started", released)
         self._tasks = [
             asyncio.create_task(self._connect_then_run(), name="wijkbrug-matrix"),
         ]

@@ -39,6 +39,7 @@ from bridge.db import (
     utcnow,
 )
 from bridge.directory import Directory, OrgRef, org_ref
+from bridge.errors import ErrorCode, WijkbrugError
 from bridge.routing import Decision
 from bridge.secretbox import SecretBox
 
@@ -189,62 +190,76 @@ class Store(Directory):
         """
         assert decision.provider_id is not None and decision.team_id is not None
         patient_key = self.box.keyed_hash("patient", msg.patient.bsn)
+        for _ in range(3):
+            try:
+                return self._accept_once(practice, msg, decision, render, access, patient_key)
+            except IntegrityError:
+                # Either a re-post of the same identifier won the race (return it), or a
+                # concurrent first message of the same case created the case (go again).
+                existing = self.find_by_identifier(practice.id, msg.identifier, access)
+                if existing is not None:
+                    return existing, False
+        raise WijkbrugError(ErrorCode.UNAVAILABLE, "too many concurrent writes; try again")
+
+    def _accept_once(
+        self,
+        practice: OrgRef,
+        msg: CaseMessage,
+        decision: Decision,
+        render: Any,
+        access: Access,
+        patient_key: str,
+    ) -> tuple[StoredCommunication, bool]:
+        assert decision.provider_id is not None and decision.team_id is not None
         now = utcnow()
-        try:
-            with self.session() as s:
-                case = s.scalar(
-                    select(Case).where(
-                        Case.patient_key == patient_key,
-                        Case.practice_id == practice.id,
-                        Case.provider_id == decision.provider_id,
-                        Case.status == "open",
-                    )
+        with self.session() as s:
+            case = s.scalar(
+                select(Case).where(
+                    Case.patient_key == patient_key,
+                    Case.practice_id == practice.id,
+                    Case.provider_id == decision.provider_id,
+                    Case.status == "open",
                 )
-                if case is None:
-                    case = Case(
-                        patient_key=patient_key,
-                        practice_id=practice.id,
-                        provider_id=decision.provider_id,
-                        team_id=decision.team_id,
-                        care_type=msg.care_type.value,
-                    )
-                    s.add(case)
-                    s.flush()
-                    case.number = cases.case_number(case.id)
-                case.updated_at = now
-                comm_id = str(uuid.uuid4())
-                resource = render(comm_id, case.number, now)
-                comm = Communication(
-                    id=comm_id,
-                    case_id=case.id,
-                    direction="to-provider",
-                    author_org_id=practice.id,
+            )
+            if case is None:
+                case = Case(
+                    patient_key=patient_key,
                     practice_id=practice.id,
                     provider_id=decision.provider_id,
-                    identifier_system=msg.identifier.system,
-                    identifier_value=msg.identifier.value,
-                    status=resource.get("status", "in-progress"),
-                    priority=msg.priority.value,
-                    resource_enc=self._seal_resource(comm_id, resource),
-                    message_enc=self.box.seal_json(
-                        cases.message_to_dict(msg), f"communications:message:{comm_id}"
-                    ),
-                    created_at=now,
-                    last_updated=now,
+                    team_id=decision.team_id,
+                    care_type=msg.care_type.value,
                 )
-                s.add(comm)
+                s.add(case)
                 s.flush()
-                s.add(OutboxItem(communication_id=comm_id, case_id=case.id, next_attempt_at=now))
-                self._audit(
-                    s, access, "message.create", patient=patient_key, obj=f"Communication/{comm_id}"
-                )
-                return self._stored(comm), True
-        except IntegrityError:
-            # A concurrent re-post of the same identifier won the race: return its row.
-            existing = self.find_by_identifier(practice.id, msg.identifier, access)
-            if existing is None:
-                raise
-            return existing, False
+                case.number = cases.case_number(case.id)
+            case.updated_at = now
+            comm_id = str(uuid.uuid4())
+            resource = render(comm_id, case.number, now)
+            comm = Communication(
+                id=comm_id,
+                case_id=case.id,
+                direction="to-provider",
+                author_org_id=practice.id,
+                practice_id=practice.id,
+                provider_id=decision.provider_id,
+                identifier_system=msg.identifier.system,
+                identifier_value=msg.identifier.value,
+                status=resource.get("status", "in-progress"),
+                priority=msg.priority.value,
+                resource_enc=self._seal_resource(comm_id, resource),
+                message_enc=self.box.seal_json(
+                    cases.message_to_dict(msg), f"communications:message:{comm_id}"
+                ),
+                created_at=now,
+                last_updated=now,
+            )
+            s.add(comm)
+            s.flush()
+            s.add(OutboxItem(communication_id=comm_id, case_id=case.id, next_attempt_at=now))
+            self._audit(
+                s, access, "message.create", patient=patient_key, obj=f"Communication/{comm_id}"
+            )
+            return self._stored(comm), True
 
     def get_communication(
         self, comm_id: str, org: OrgRef, access: Access = SYSTEM
@@ -343,7 +358,7 @@ class Store(Directory):
 
     # ------------------------------------------------------------------ outbox
 
-    def claim_outbox(self, limit: int = 10, lease: float = 120.0) -> list[OutboxWork]:
+    def claim_outbox(self, limit: int = 10, lease: float = 30.0) -> list[OutboxWork]:
         """Take due outbox items for this worker (a lease, so a crashed worker's items
         come back after ``lease`` seconds; SKIP LOCKED lets several workers share)."""
         now = utcnow()
@@ -446,6 +461,17 @@ class Store(Directory):
                 )
             else:
                 item.next_attempt_at = utcnow() + timedelta(seconds=delay)
+
+    def release_leases(self) -> int:
+        """Make leased outbox items due now: for a single worker starting up, every lease
+        is a dead predecessor's (SQLite allows no other worker)."""
+        with self.session() as s:
+            result = s.execute(
+                update(OutboxItem)
+                .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at > utcnow())
+                .values(next_attempt_at=utcnow())
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def outbox_retry_now(self) -> int:
         """Make every pending outbox item due now (after an outage); returns how many."""
