@@ -18,7 +18,7 @@ from bridge.config import Settings
 from bridge.errors import ErrorCode, Issue, WijkbrugError, operation_outcome
 from bridge.runtime import open_store
 from bridge.service import Bridge
-from bridge.web import appservice, directory_fhir, fhir, health
+from bridge.web import admin_api, admin_page, appservice, directory_fhir, fhir, health
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
     app.include_router(directory_fhir.router)
     app.include_router(appservice.router)
     app.include_router(health.router)
+    app.include_router(admin_api.router)
+    app.include_router(admin_page.router)
 
     @app.middleware("http")
     async def fhir_format(
