@@ -24,7 +24,8 @@ def int_param(params: QueryParams, name: str, default: int, low: int, high: int)
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isascii: str.isdigit() also accepts digits like '²' that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise WijkbrugError(
             ErrorCode.VALUE,
             f"{name} must be a whole number from {low} to {high}",

@@ -93,6 +93,7 @@ def test_search_filters(api: tuple[TestClient, Bridge, str, str]) -> None:
     [
         ("_count=0", "_count"),
         ("_count=abc", "_count"),
+        ("_count=%C2%B2", "_count"),
         ("_lastUpdated=yesterday", "_lastUpdated"),
         ("_lastUpdated=gt2026-13-45", "_lastUpdated"),
         ("subject=Patient/1", "subject"),
