@@ -16,6 +16,9 @@ from typing import Any
 
 CARE_TYPE_SYSTEM = "https://wijkbrug.nl/fhir/CodeSystem/care-type"
 
+# The practice-system dialects (one module each in adapters/); a client speaks one.
+DIALECTS = ("fhir-r4", "fhir-stu3", "edifact-medvri")
+
 
 class CareType(Enum):
     """The pinned care types (CodeSystem ``care-type``)."""

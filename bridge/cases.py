@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
 
-from bridge.canonical import CareType, CaseMessage, Identifier, Party, Patient, Priority
+from bridge.canonical import CareType, CaseMessage, Identifier, Party, Patient, Priority, Reply
 
 # Keys of our structured content in Matrix events (namespaced, like de.gematik.fhir).
 FHIR_KEY = "nl.wijkbrug.fhir"
@@ -130,4 +130,38 @@ def message_from_dict(data: dict[str, Any]) -> CaseMessage:
         sent=datetime.fromisoformat(data["sent"]) if data["sent"] else None,
         recipient_ura=data.get("recipient_ura"),
         resource=data.get("resource") or {},
+    )
+
+
+def reply_to_dict(reply: Reply) -> dict[str, Any]:
+    data = asdict(reply)
+    data["care_type"] = reply.care_type.value
+    data["sent"] = reply.sent.isoformat()
+    if reply.patient is not None:
+        data["patient"]["birth_date"] = (
+            reply.patient.birth_date.isoformat() if reply.patient.birth_date else None
+        )
+    return data
+
+
+def reply_from_dict(data: dict[str, Any]) -> Reply:
+    patient = None
+    if data.get("patient"):
+        fields = dict(data["patient"])
+        fields["birth_date"] = (
+            date.fromisoformat(fields["birth_date"]) if fields["birth_date"] else None
+        )
+        patient = Patient(**fields)
+    sender = dict(data["sender"])
+    sender["identifiers"] = tuple(Identifier(**i) for i in sender.get("identifiers", ()))
+    return Reply(
+        id=data["id"],
+        in_response_to=data["in_response_to"],
+        case_number=data["case_number"],
+        care_type=CareType(data["care_type"]),
+        sender=Party(**sender),
+        text=data["text"],
+        sent=datetime.fromisoformat(data["sent"]),
+        patient=patient,
+        extra=data.get("extra") or {},
     )

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bridge import __version__
 from bridge.agreements import parse_sheet
-from bridge.canonical import CareType, Priority
+from bridge.canonical import DIALECTS, CareType, Priority
 from bridge.config import (
     ConfigError,
     Settings,
@@ -572,12 +572,28 @@ def client() -> None:
 @client.command("add")
 @click.option("--org", "org_code", required=True, help="AGB or URA of the organisation.")
 @click.option("--name", required=True)
-@click.option("--dialect", default="fhir-r4", show_default=True)
+@click.option("--dialect", default="fhir-r4", show_default=True, type=click.Choice(DIALECTS))
+@click.option("--push-url", help="Push replies here (FHIR base URL, or EDIFACT endpoint).")
+@click.option(
+    "--push-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File with the bearer token Wijkbrug sends to the push endpoint.",
+)
 @pass_ctx
 @friendly_errors
-def client_add(ctx: Context, org_code: str, name: str, dialect: str) -> None:
+def client_add(
+    ctx: Context,
+    org_code: str,
+    name: str,
+    dialect: str,
+    push_url: str | None,
+    push_token_file: Path | None,
+) -> None:
     """Add a client; its token is printed once, as the last line."""
-    client_id, token = ctx.store().add_client(org_code, name, dialect)
+    push_token = push_token_file.read_text().strip() if push_token_file else None
+    client_id, token = ctx.store().add_client(
+        org_code, name, dialect, push_url=push_url, push_token=push_token
+    )
     click.echo(f"added client {name} (id {client_id}); its token (shown once):")
     click.echo(token)
 

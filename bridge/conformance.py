@@ -67,6 +67,15 @@ def capability_statement(base_url: str, *, now: datetime | None = None) -> dict[
     return statement
 
 
+def capability_statement_stu3(base_url: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """The STU3 CapabilityStatement of the ``/fhir/stu3`` endpoint."""
+    statement = resource("stu3/CapabilityStatement-wijkbrug-stu3")
+    statement["implementation"]["url"] = base_url.rstrip("/")
+    moment = now or datetime.now(UTC)
+    statement["date"] = moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return statement
+
+
 def care_type_codesystem() -> dict[str, Any]:
     """The CodeSystem of care types."""
     return resource(CARE_TYPE_CODESYSTEM)

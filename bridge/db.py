@@ -230,8 +230,30 @@ class Client(Base):
     name: Mapped[str] = mapped_column(String(200))
     dialect: Mapped[str] = mapped_column(String(32), default="fhir-r4")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Where replies are pushed (in the client's dialect); None: the client fetches them.
+    push_url: Mapped[str | None] = mapped_column(String(500))
+    push_token_enc: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PushItem(Base):
+    """A reply to push to a client's endpoint; retried with backoff until done."""
+
+    __tablename__ = "push_outbox"
+    __table_args__ = (
+        UniqueConstraint("client_id", "communication_id"),
+        Index("ix_push_due", "state", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    communication_id: Mapped[str] = mapped_column(ForeignKey("communications.id"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Ghost(Base):

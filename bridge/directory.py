@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge.audit import Access
-from bridge.canonical import CareType, Priority
+from bridge.canonical import DIALECTS, CareType, Priority
 from bridge.db import (
     AdminChange,
     AdminToken,
@@ -53,6 +53,7 @@ from bridge.routing import (
     TeamCoverage,
 )
 from bridge.routing import Unavailability as Block
+from bridge.secretbox import SecretBox
 from bridge.trail import AuditTrail
 
 ORG_KINDS = ("practice", "provider", "hap")
@@ -166,6 +167,8 @@ class Directory(AuditTrail):
     """Directory and routing tables (part of the Store)."""
 
     _table_lock = threading.Lock()
+
+    box: SecretBox  # provided by Store
 
     def session(self) -> AbstractContextManager[Session]:  # provided by Store
         raise NotImplementedError
@@ -755,16 +758,40 @@ class Directory(AuditTrail):
     # ------------------------------------------------------------------ clients
 
     def add_client(
-        self, org_code: str, name: str, dialect: str = "fhir-r4", actor: str = "cli"
+        self,
+        org_code: str,
+        name: str,
+        dialect: str = "fhir-r4",
+        actor: str = "cli",
+        *,
+        push_url: str | None = None,
+        push_token: str | None = None,
     ) -> tuple[int, str]:
-        """Register an integration client; returns its id and token (shown once)."""
+        """Register an integration client; returns its id and token (shown once).
+
+        With ``push_url``, replies are POSTed there in the client's dialect (with
+        ``push_token`` as bearer token, stored encrypted)."""
+        if dialect not in DIALECTS:
+            raise WijkbrugError(ErrorCode.VALUE, f"dialect: one of {', '.join(DIALECTS)}")
+        if push_url is not None and not push_url.startswith(("http://", "https://")):
+            raise WijkbrugError(ErrorCode.VALUE, "push-url: must be an http(s) URL")
         org = self.find_org(org_code)
         token = "wbt_" + secrets.token_urlsafe(32)
         with self.session() as s:
-            client = Client(org_id=org.id, name=name, dialect=dialect, token_hash=hash_token(token))
+            client = Client(
+                org_id=org.id,
+                name=name,
+                dialect=dialect,
+                token_hash=hash_token(token),
+                push_url=push_url,
+            )
             s.add(client)
             s.flush()
-            after = {"org": org.code, "name": name, "dialect": dialect}
+            if push_token:
+                client.push_token_enc = self.box.seal(
+                    push_token.encode(), f"clients:push_token:{client.id}"
+                )
+            after = {"org": org.code, "name": name, "dialect": dialect, "push_url": push_url}
             self._changed(s, actor, "client.add", f"client {client.id}", None, after)
             return client.id, token
 

@@ -727,3 +727,91 @@ __all__ = [
     "model_from_json",
     "model_from_xml",
 ]
+
+
+# ---- STU3
+#
+# STU3 (3.0.2) senders get the same door, through ``fhir.resources.STU3``: the same JSON
+# rules, the same XML mapping, the same issue paths. The machinery above finds the FHIR
+# types of elements through three module-level lookups (``_model_class``,
+# ``is_resource_type``, ``_fields``). Rather than keep a second copy of several hundred
+# lines of hostile-input parsing, the STU3 door runs the *same* function code against a
+# namespace in which those lookups answer from the STU3 models: one implementation, two
+# FHIR versions. (When this file can be refactored freely, passing the version explicitly
+# through the machinery is the cleaner form of the same idea; the public STU3 functions
+# below would not change.) The namespace is a snapshot taken at import time.
+
+from collections.abc import Callable  # noqa: E402  (the STU3 section keeps to its own lines)
+from types import FunctionType  # noqa: E402
+
+FHIR_VERSION_STU3 = "3.0.2"
+
+
+def _stu3_model_class(type_name: str) -> type[FHIRAbstractModel]:
+    # Imported on first use: a process that only speaks R4 never loads the STU3 models.
+    from fhir.resources import STU3  # the STU3 package only; never the R5 root
+
+    klass: type[FHIRAbstractModel] = STU3.get_fhir_model_class(type_name)
+    return klass
+
+
+def _machinery_for(model_class: Callable[[str], type[FHIRAbstractModel]]) -> dict[str, Any]:
+    """This module's functions, re-bound so that every model lookup uses ``model_class``."""
+    namespace: dict[str, Any] = dict(globals())
+    for name, value in list(namespace.items()):
+        function = getattr(value, "__wrapped__", value)
+        if not isinstance(function, FunctionType) or function.__module__ != __name__:
+            continue
+        bound = FunctionType(
+            function.__code__, namespace, name, function.__defaults__, function.__closure__
+        )
+        bound.__kwdefaults__ = function.__kwdefaults__
+        bound.__doc__ = function.__doc__
+        parameters = getattr(value, "cache_parameters", None)
+        # A cached lookup gets a cache of its own: the two versions never share answers.
+        namespace[name] = lru_cache(**parameters())(bound) if parameters else bound
+    namespace["_model_class"] = cache(model_class)
+    return namespace
+
+
+_STU3 = _machinery_for(_stu3_model_class)
+
+
+def is_resource_type_stu3(name: str) -> bool:
+    """Whether ``name`` is a resource type of FHIR STU3 (``Patient``; not ``HumanName``)."""
+    known: bool = _STU3["is_resource_type"](name)
+    return known
+
+
+def load_xml_stu3(body: bytes) -> tuple[JsonObject, list[Issue]]:
+    """STU3 FHIR XML to its FHIR JSON form, with the issues met on the way (as :func:`load_xml`)."""
+    loaded: tuple[JsonObject, list[Issue]] = _STU3["load_xml"](body)
+    return loaded
+
+
+def check_stu3(resource: JsonObject) -> list[Issue]:
+    """Every structural problem of an STU3 FHIR JSON resource, each with its FHIRPath."""
+    issues: list[Issue] = _STU3["check"](resource)
+    return issues
+
+
+def model_stu3(resource: JsonObject) -> FHIRAbstractModel:
+    """The STU3 model of a FHIR JSON resource; ``WijkbrugError`` with all issues if invalid."""
+    instance: FHIRAbstractModel = _STU3["model"](resource)
+    return instance
+
+
+def dump_xml_stu3(resource: JsonObject) -> bytes:
+    """STU3 FHIR XML for a valid STU3 FHIR JSON resource (the inverse of :func:`load_xml_stu3`)."""
+    out: bytes = _STU3["dump_xml"](resource)
+    return out
+
+
+__all__ += [
+    "FHIR_VERSION_STU3",
+    "check_stu3",
+    "dump_xml_stu3",
+    "is_resource_type_stu3",
+    "load_xml_stu3",
+    "model_stu3",
+]

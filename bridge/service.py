@@ -27,20 +27,24 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from adapters import fhir_r4
-from bridge import cases
+from bridge import cases, dialects
 from bridge.audit import Access
-from bridge.canonical import Party, Reply
+from bridge.canonical import CaseMessage, Party, Reply
 from bridge.config import Settings
 from bridge.directory import ClientRef
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.identifiers import pc4
 from bridge.matrix import Device, MatrixApi, MatrixError
+from bridge.routing import Decision
 from bridge.store import (
     CaseRef,
     EscalationWork,
     OutboxWork,
     PendingEvent,
+    PushWork,
     Store,
     StoredCommunication,
     latest_message,
@@ -71,6 +75,7 @@ class Bridge:
         self._key_requested: set[str] = set()
         self._outbox_wake = asyncio.Event()
         self._events_wake = asyncio.Event()
+        self._push_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
         self.last_error: str | None = None
@@ -119,6 +124,7 @@ class Bridge:
             self._outbox_loop(),
             self._event_loop(),
             self._escalation_loop(),
+            self._push_loop(),
         )
 
     def wake(self) -> None:
@@ -140,30 +146,51 @@ class Bridge:
 
     def accept(
         self, client: ClientRef, body: bytes, content_type: str, access: Access
-    ) -> tuple[StoredCommunication, bool]:
-        """Parse, route and durably store a GP message (blocking; call in a thread)."""
+    ) -> list[tuple[StoredCommunication, bool]]:
+        """Parse (in the client's dialect), route and durably store a practice's messages
+        (blocking; call in a thread). An EDIFACT interchange may carry several; if any of
+        them cannot be routed, none is stored. Returns each stored message and whether it
+        is new (False: a re-post of an identifier we have)."""
         if client.org.kind != "practice":
             raise WijkbrugError(
                 ErrorCode.FORBIDDEN, "only a practice's client can start or continue a case"
             )
-        msg = fhir_r4.parse_communication(body, content_type)
-        existing = self.store.find_by_identifier(client.org.id, msg.identifier, access)
-        if existing is not None:
-            return existing, False
-        decision = self.store.decide(msg.care_type, msg.patient.postcode, priority=msg.priority)
-        if not decision.routed:
-            self.store.record_decision(decision, msg.priority, client.org.id)
-            raise WijkbrugError(
-                ErrorCode.NO_ROUTE,
-                "no preferred provider for this care type and area",
-                [
-                    Issue(
-                        ErrorCode.NO_ROUTE,
-                        "no preferred provider: " + "; ".join(decision.reasons),
-                        "Communication.subject.resolve().address.postalCode",
-                    )
-                ],
-            )
+        messages = dialects.parse(client.dialect, body, content_type)
+        plans: list[tuple[CaseMessage, StoredCommunication | None, Decision | None]] = []
+        for number, msg in enumerate(messages, start=1):
+            existing = self.store.find_by_identifier(client.org.id, msg.identifier, access)
+            if existing is not None:
+                plans.append((msg, existing, None))
+                continue
+            decision = self.store.decide(msg.care_type, msg.patient.postcode, priority=msg.priority)
+            if not decision.routed:
+                self.store.record_decision(decision, msg.priority, client.org.id)
+                where = "Communication.subject.resolve().address.postalCode"
+                if len(messages) > 1:
+                    where = f"message {number}: {where}"
+                raise WijkbrugError(
+                    ErrorCode.NO_ROUTE,
+                    "no preferred provider for this care type and area",
+                    [
+                        Issue(
+                            ErrorCode.NO_ROUTE,
+                            "no preferred provider: " + "; ".join(decision.reasons),
+                            where,
+                        )
+                    ],
+                )
+            plans.append((msg, None, decision))
+        return [
+            (existing, False)
+            if existing is not None
+            else self._store_new(client, msg, decision, access)
+            for msg, existing, decision in plans
+        ]
+
+    def _store_new(
+        self, client: ClientRef, msg: CaseMessage, decision: Decision | None, access: Access
+    ) -> tuple[StoredCommunication, bool]:
+        assert decision is not None
 
         def render(comm_id: str, number: str, now: datetime) -> dict[str, Any]:
             return fhir_r4.communication_for_case_message(
@@ -428,7 +455,9 @@ class Bridge:
             matrix_id=ev.sender,
         )
 
-        def render(comm_id: str, in_response_to: str | None, now: datetime) -> dict[str, Any]:
+        def render(
+            comm_id: str, in_response_to: str | None, now: datetime
+        ) -> tuple[Reply, dict[str, Any]]:
             reply = Reply(
                 id=comm_id,
                 in_response_to=in_response_to or "",
@@ -439,7 +468,7 @@ class Bridge:
                 sent=sent,
                 patient=original.patient if original else None,
             )
-            return fhir_r4.render_reply(reply, last_updated=now)
+            return reply, fhir_r4.render_reply(reply, last_updated=now)
 
         access = Access(f"matrix:{ev.sender}", org.code, "matrix")
         stored = await asyncio.to_thread(
@@ -449,6 +478,7 @@ class Bridge:
         await asyncio.to_thread(self.store.event_done, ev.event_id)
         if stored is not None:
             log.info("reply %s stored for case %s", stored.id, case.number)
+            self._push_wake.set()
 
     async def _is_team_member(self, user_id: str) -> bool:
         return await asyncio.to_thread(self.store.organisation_of_member, user_id) is not None
@@ -524,6 +554,71 @@ class Bridge:
             self.store.record_escalation, work, target[0] if target else None, reason
         )
         log.info("escalated case %s", case.number)
+
+    # ------------------------------------------------------------------ push
+
+    async def _push_loop(self) -> None:
+        async with httpx.AsyncClient(timeout=15.0) as http:
+            while True:
+                work = await asyncio.to_thread(self.store.claim_push)
+                for item in work:
+                    await self._push(http, item)
+                if not work:
+                    self._push_wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._push_wake.wait(), timeout=1.0)
+
+    async def _push(self, http: httpx.AsyncClient, item: PushWork) -> None:
+        """POST a reply to the practice system; back off on failure; after the last try,
+        tell the case room that the practice system did not get it."""
+        out = dialects.render_push(
+            item.client.dialect, item.reply, item.case.practice, datetime.now(UTC)
+        )
+        headers = {"Content-Type": out.content_type, **out.headers}
+        if item.token:
+            headers["Authorization"] = f"Bearer {item.token}"
+        try:
+            resp = await http.post(
+                item.url.rstrip("/") + out.path, content=out.body, headers=headers
+            )
+            error = None if resp.is_success else f"HTTP {resp.status_code}"
+        except httpx.HTTPError as exc:
+            error = type(exc).__name__
+        if error is None:
+            await asyncio.to_thread(self.store.push_done, item.item_id)
+            log.info("pushed reply %s to client %s", item.reply.id, item.client.id)
+            return
+        delivery = self.settings.delivery
+        attempts = item.attempts + 1
+        give_up = attempts >= delivery.max_attempts
+        delay = min(
+            delivery.backoff_initial_seconds * 2**item.attempts, delivery.backoff_max_seconds
+        )
+        log.warning(
+            "push of reply %s to client %s failed (attempt %d, %s): %s",
+            item.reply.id,
+            item.client.id,
+            attempts,
+            "giving up" if give_up else f"retry in {delay:.0f}s",
+            error,
+        )
+        await asyncio.to_thread(self.store.push_retry, item.item_id, error, delay, give_up=give_up)
+        if give_up and item.case.room_id:
+            notice = {
+                "msgtype": "m.notice",
+                "body": (
+                    f"Het antwoord kon niet worden afgeleverd bij het praktijksysteem van "
+                    f"{item.case.practice.name} ({error}). Neem zo nodig telefonisch contact op."
+                ),
+            }
+            try:
+                await self.bot.send(
+                    item.case.room_id, notice, txn_id=f"wijkbrug-pushfail-{item.item_id}"
+                )
+            except MatrixError as exc:
+                log.warning(
+                    "could not tell room %s about a failed push: %s", item.case.room_id, exc
+                )
 
 
 RECEIPT = "wijkbrug.receipt"

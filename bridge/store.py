@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 
 from bridge import cases
 from bridge.audit import SYSTEM, Access
-from bridge.canonical import CareType, CaseMessage, Identifier
+from bridge.canonical import CareType, CaseMessage, Identifier, Reply
 from bridge.db import (
     AppserviceTransaction,
     Case,
+    Client,
     Communication,
     Escalation,
     Ghost,
@@ -34,11 +35,12 @@ from bridge.db import (
     Meta,
     Organisation,
     OutboxItem,
+    PushItem,
     TeamMember,
     make_sessionmaker,
     utcnow,
 )
-from bridge.directory import Directory, OrgRef, org_ref
+from bridge.directory import ClientRef, Directory, OrgRef, org_ref
 from bridge.errors import ErrorCode, WijkbrugError
 from bridge.routing import Decision
 from bridge.secretbox import SecretBox
@@ -88,6 +90,19 @@ class EscalationWork:
     message: CaseMessage
     delivered_at: datetime
     limit_minutes: float
+
+
+@dataclass(frozen=True)
+class PushWork:
+    """A reply to push to a practice system's endpoint, in its dialect."""
+
+    item_id: int
+    attempts: int
+    client: ClientRef
+    url: str
+    token: str | None
+    reply: Reply
+    case: CaseRef
 
 
 @dataclass(frozen=True)
@@ -570,8 +585,9 @@ class Store(Directory):
     ) -> StoredCommunication | None:
         """Store a nurse's answer from the room as a Communication for the practice.
 
-        ``render(comm_id, in_response_to, now)`` builds the FHIR resource. Returns None if
-        the event was stored already (a replayed transaction).
+        ``render(comm_id, in_response_to, now)`` builds the canonical :class:`Reply` and
+        its FHIR resource. Every push client of the practice gets a push item in the same
+        transaction. Returns None if the event was stored already (a replayed transaction).
         """
         now = utcnow()
         with self.session() as s:
@@ -580,7 +596,7 @@ class Store(Directory):
             latest = s.scalar(_latest_message_query(case.id))
             original = latest.id if latest else None
             comm_id = str(uuid.uuid4())
-            resource = render(comm_id, original, now)
+            reply, resource = render(comm_id, original, now)
             comm = Communication(
                 id=comm_id,
                 case_id=case.id,
@@ -592,7 +608,9 @@ class Store(Directory):
                 identifier_value=comm_id,
                 status=resource.get("status", "completed"),
                 resource_enc=self._seal_resource(comm_id, resource),
-                message_enc=self.box.seal_json({}, f"communications:message:{comm_id}"),
+                message_enc=self.box.seal_json(
+                    cases.reply_to_dict(reply), f"communications:message:{comm_id}"
+                ),
                 in_response_to=original,
                 matrix_event_id=event_id,
                 created_at=now,
@@ -607,7 +625,86 @@ class Store(Directory):
                 patient=self._patient_of(s, comm),
                 obj=f"Communication/{comm_id}",
             )
+            for client_id in s.scalars(
+                select(Client.id).where(
+                    Client.org_id == case.practice.id,
+                    Client.push_url.is_not(None),
+                    Client.revoked_at.is_(None),
+                )
+            ):
+                s.add(PushItem(client_id=client_id, communication_id=comm_id, next_attempt_at=now))
             return self._stored(comm)
+
+    # ------------------------------------------------------------------ push
+
+    def claim_push(self, limit: int = 10, lease: float = 60.0) -> list[PushWork]:
+        """Due pushes (leased, SKIP LOCKED like the outbox)."""
+        now = utcnow()
+        with self.session() as s:
+            query = (
+                select(PushItem)
+                .where(PushItem.state == "pending", PushItem.next_attempt_at <= now)
+                .order_by(PushItem.id)
+                .limit(limit)
+            )
+            if self._skip_locked:
+                query = query.with_for_update(skip_locked=True)
+            work = []
+            for item in s.scalars(query):
+                item.next_attempt_at = now + timedelta(seconds=lease)
+                client = s.get(Client, item.client_id)
+                comm = s.get(Communication, item.communication_id)
+                assert client is not None and comm is not None and client.push_url is not None
+                org = s.get(Organisation, client.org_id)
+                case = s.get(Case, comm.case_id)
+                assert org is not None and case is not None
+                token = (
+                    self.box.open(client.push_token_enc, f"clients:push_token:{client.id}").decode()
+                    if client.push_token_enc
+                    else None
+                )
+                reply = cases.reply_from_dict(
+                    self.box.open_json(comm.message_enc, f"communications:message:{comm.id}")
+                )
+                work.append(
+                    PushWork(
+                        item.id,
+                        item.attempts,
+                        ClientRef(client.id, client.name, client.dialect, org_ref(org)),
+                        client.push_url,
+                        token,
+                        reply,
+                        self._case_ref(s, case),
+                    )
+                )
+            return work
+
+    def push_done(self, item_id: int) -> None:
+        with self.session() as s:
+            item = s.get(PushItem, item_id)
+            assert item is not None
+            item.state, item.done_at = "done", utcnow()
+            item.attempts += 1
+            comm = s.get(Communication, item.communication_id)
+            assert comm is not None
+            self._audit(
+                s,
+                SYSTEM,
+                "reply.push",
+                patient=self._patient_of(s, comm),
+                obj=f"Communication/{comm.id} -> client {item.client_id}",
+            )
+
+    def push_retry(self, item_id: int, error: str, delay: float, *, give_up: bool) -> None:
+        with self.session() as s:
+            item = s.get(PushItem, item_id)
+            assert item is not None
+            item.attempts += 1
+            item.last_error = error[:500]
+            if give_up:
+                item.state = "failed"
+            else:
+                item.next_attempt_at = utcnow() + timedelta(seconds=delay)
 
     def ghost(self, matrix_id: str) -> tuple[str | None, str | None]:
         """(device_id, access_token) of a ghost or the bot, if it has logged in before."""

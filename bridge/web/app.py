@@ -12,13 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from adapters import fhir_r4
+from adapters import fhir_r4, fhir_stu3
 from bridge import __version__
 from bridge.config import Settings
 from bridge.errors import ErrorCode, Issue, WijkbrugError, operation_outcome
 from bridge.runtime import open_store
 from bridge.service import Bridge
-from bridge.web import admin_api, admin_page, appservice, directory_fhir, fhir, health
+from bridge.web import admin_api, admin_page, appservice, directory_fhir, edifact, fhir, health
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,9 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
         summary="Routes GP messages to the preferred home-care provider over encrypted Matrix",
         lifespan=lifespan,
     )
+    app.include_router(fhir.stu3_router)  # before /fhir, so /fhir/stu3 is not a type
     app.include_router(fhir.router)
+    app.include_router(edifact.router)
     app.include_router(directory_fhir.router)
     app.include_router(appservice.router)
     app.include_router(health.router)
@@ -68,6 +70,7 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
         response = await call_next(request)
         if not request.url.path.startswith("/fhir"):
             return response
+        version = fhir_stu3 if request.url.path.startswith("/fhir/stu3") else fhir_r4
         wanted = fhir_r4.response_media_type(
             request.headers.get("accept"), request.query_params.get("_format")
         )
@@ -79,7 +82,7 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         headers.pop("content-type", None)
         return Response(
-            fhir_r4.to_xml(json.loads(body)),
+            version.to_xml(json.loads(body)),
             status_code=response.status_code,
             media_type=fhir_r4.FHIR_XML,
             headers=headers,

@@ -1,8 +1,11 @@
-"""The FHIR R4 facade (wire version 4.0.1): ``/fhir/metadata`` and ``/fhir/Communication``.
+"""The FHIR facades: R4 (wire version 4.0.1) at ``/fhir`` and STU3 (3.0.2) at
+``/fhir/stu3``, each with ``metadata`` and ``Communication`` (create, read, search).
 
-Every error is an ``OperationOutcome``. A token sees only its own organisation's
-communications: those its practice sent and the replies to them (or, for a provider's
-client, those addressed to the provider).
+One builder makes both: they differ in the dialect that parses what is posted, and in how
+the stored (canonical R4) resource is written out. A client's token is bound to one
+dialect and posts only at its own endpoint. Every error is an ``OperationOutcome``. A
+token sees only its own organisation's communications: those its practice sent and the
+replies to them (or, for a provider's client, those addressed to the provider).
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from adapters import fhir_r4, fhir_stu3
 from bridge import conformance
 from bridge.canonical import Identifier
 from bridge.errors import ErrorCode, Issue, WijkbrugError
@@ -22,8 +28,6 @@ from bridge.identifiers import normalise_system
 from bridge.store import StoredCommunication
 from bridge.web.deps import BridgeDep, CurrentClient, access_of
 from bridge.web.fhirutil import page_params, search_bundle
-
-router = APIRouter(prefix="/fhir")
 
 FHIR_JSON = "application/fhir+json"
 MAX_BODY = 1024 * 1024
@@ -40,50 +44,6 @@ def fhir_response(resource: dict[str, Any], status: int = 200, **headers: str) -
         media_type=FHIR_JSON,
         headers=headers,
     )
-
-
-@router.get("/metadata")
-async def metadata(bridge: BridgeDep) -> Response:
-    """The CapabilityStatement of this server."""
-    return fhir_response(conformance.capability_statement(bridge.settings.public_url + "/fhir"))
-
-
-@router.post("/Communication")
-async def create_communication(
-    request: Request, client: CurrentClient, bridge: BridgeDep
-) -> Response:
-    """Accept a GP's message about a patient: 201 once stored, 200 for a known identifier."""
-    content_type = request.headers.get("content-type", FHIR_JSON)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise WijkbrugError(ErrorCode.TOO_LARGE, f"body larger than {MAX_BODY} bytes")
-    stored, created = await asyncio.to_thread(
-        bridge.accept, client, body, content_type, access_of(client, request)
-    )
-    if created:
-        bridge.wake()
-    version = str(stored.resource.get("meta", {}).get("versionId", "1"))
-    location = f"{bridge.settings.public_url}/fhir/Communication/{stored.id}/_history/{version}"
-    return fhir_response(
-        stored.resource,
-        201 if created else 200,
-        Location=location,
-        ETag=f'W/"{version}"',
-    )
-
-
-@router.get("/Communication/{comm_id}")
-async def read_communication(
-    comm_id: str, request: Request, client: CurrentClient, bridge: BridgeDep
-) -> Response:
-    """One communication of the token's organisation."""
-    stored = await asyncio.to_thread(
-        bridge.store.get_communication, comm_id, client.org, access_of(client, request)
-    )
-    if stored is None:
-        raise WijkbrugError(ErrorCode.NOT_FOUND, f"Communication/{comm_id} is not known")
-    version = str(stored.resource.get("meta", {}).get("versionId", "1"))
-    return fhir_response(stored.resource, ETag=f'W/"{version}"')
 
 
 def _parse_instant(value: str, where: str) -> tuple[str, datetime]:
@@ -109,58 +69,143 @@ def _parse_instant(value: str, where: str) -> tuple[str, datetime]:
     return prefix, moment
 
 
-@router.get("/Communication")
-async def search_communications(
-    request: Request, client: CurrentClient, bridge: BridgeDep
-) -> Response:
-    """Search the token's communications (``_lastUpdated``, ``identifier``, ``status``)."""
-    params = request.query_params
-    unknown = sorted(set(params.keys()) - _SEARCH_PARAMS)
-    if unknown:
-        raise WijkbrugError(
-            ErrorCode.NOT_SUPPORTED,
-            f"unsupported search parameter(s): {', '.join(unknown)}",
-            [Issue(ErrorCode.NOT_SUPPORTED, "unsupported search parameter", p) for p in unknown],
+@dataclass(frozen=True)
+class Flavour:
+    """What differs between the FHIR versions Wijkbrug speaks."""
+
+    prefix: str  # "/fhir" or "/fhir/stu3"
+    dialect: str  # the client dialect that may post here
+    write: Callable[[dict[str, Any]], dict[str, Any]]  # stored R4 -> wire resource
+    capability: Callable[[str], dict[str, Any]]  # base URL -> CapabilityStatement
+
+
+def communication_router(flavour: Flavour) -> APIRouter:
+    """The ``metadata`` and ``Communication`` endpoints of one FHIR version."""
+    router = APIRouter(prefix=flavour.prefix)
+    write = flavour.write
+
+    def entry(base: str, stored: StoredCommunication) -> dict[str, Any]:
+        return {
+            "fullUrl": f"{base}/{stored.id}",
+            "resource": write(stored.resource),
+            "search": {"mode": "match"},
+        }
+
+    @router.get("/metadata")
+    async def metadata(bridge: BridgeDep) -> Response:
+        """The CapabilityStatement of this server."""
+        return fhir_response(flavour.capability(bridge.settings.public_url + flavour.prefix))
+
+    @router.post("/Communication")
+    async def create_communication(
+        request: Request, client: CurrentClient, bridge: BridgeDep
+    ) -> Response:
+        """Accept a GP's message about a patient: 201 once stored, 200 for a known identifier."""
+        content_type = request.headers.get("content-type", FHIR_JSON)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise WijkbrugError(ErrorCode.TOO_LARGE, f"body larger than {MAX_BODY} bytes")
+        if client.dialect != flavour.dialect:
+            raise WijkbrugError(
+                ErrorCode.INVALID,
+                f"this token's client speaks {client.dialect}; post {flavour.dialect} "
+                f"messages only (this endpoint is {flavour.prefix})",
+            )
+        ((stored, created),) = await asyncio.to_thread(
+            bridge.accept, client, body, content_type, access_of(client, request)
         )
-    count, offset = page_params(params)
-    after: datetime | None = None
-    before: datetime | None = None
-    inclusive = False
-    for value in params.getlist("_lastUpdated"):
-        prefix, moment = _parse_instant(value, "_lastUpdated")
-        if prefix in ("gt", "ge", "eq"):
-            after, inclusive = moment, prefix != "gt"
-        else:
-            before = moment
-    identifier: Identifier | None = None
-    identifier_value: str | None = None
-    if raw := params.get("identifier"):
-        system, sep, value = raw.partition("|")
-        if sep:
-            identifier = Identifier(normalise_system(system), value)
-        else:
-            identifier_value = raw
-    page, total = await asyncio.to_thread(
-        bridge.store.search_communications,
-        client.org,
-        updated_after=after,
-        updated_before=before,
-        inclusive_after=inclusive,
-        identifier=identifier,
-        identifier_value=identifier_value,
-        status=params.get("status"),
-        count=count,
-        offset=offset,
-        access=access_of(client, request),
-    )
-    base = f"{bridge.settings.public_url}/fhir/Communication"
-    entries = [_entry(base, c) for c in page]
-    return fhir_response(search_bundle(base, params, offset, total, entries))
+        if created:
+            bridge.wake()
+        version = str(stored.resource.get("meta", {}).get("versionId", "1"))
+        location = (
+            f"{bridge.settings.public_url}{flavour.prefix}/Communication/{stored.id}"
+            f"/_history/{version}"
+        )
+        return fhir_response(
+            write(stored.resource),
+            201 if created else 200,
+            Location=location,
+            ETag=f'W/"{version}"',
+        )
+
+    @router.get("/Communication/{comm_id}")
+    async def read_communication(
+        comm_id: str, request: Request, client: CurrentClient, bridge: BridgeDep
+    ) -> Response:
+        """One communication of the token's organisation."""
+        stored = await asyncio.to_thread(
+            bridge.store.get_communication, comm_id, client.org, access_of(client, request)
+        )
+        if stored is None:
+            raise WijkbrugError(ErrorCode.NOT_FOUND, f"Communication/{comm_id} is not known")
+        version = str(stored.resource.get("meta", {}).get("versionId", "1"))
+        return fhir_response(write(stored.resource), ETag=f'W/"{version}"')
+
+    @router.get("/Communication")
+    async def search_communications(
+        request: Request, client: CurrentClient, bridge: BridgeDep
+    ) -> Response:
+        """Search the token's communications (``_lastUpdated``, ``identifier``, ``status``)."""
+        params = request.query_params
+        unknown = sorted(set(params.keys()) - _SEARCH_PARAMS)
+        if unknown:
+            raise WijkbrugError(
+                ErrorCode.NOT_SUPPORTED,
+                f"unsupported search parameter(s): {', '.join(unknown)}",
+                [
+                    Issue(ErrorCode.NOT_SUPPORTED, "unsupported search parameter", p)
+                    for p in unknown
+                ],
+            )
+        count, offset = page_params(params)
+        after: datetime | None = None
+        before: datetime | None = None
+        inclusive = False
+        for value in params.getlist("_lastUpdated"):
+            prefix, moment = _parse_instant(value, "_lastUpdated")
+            if prefix in ("gt", "ge", "eq"):
+                after, inclusive = moment, prefix != "gt"
+            else:
+                before = moment
+        identifier: Identifier | None = None
+        identifier_value: str | None = None
+        if raw := params.get("identifier"):
+            system, sep, value = raw.partition("|")
+            if sep:
+                identifier = Identifier(normalise_system(system), value)
+            else:
+                identifier_value = raw
+        page, total = await asyncio.to_thread(
+            bridge.store.search_communications,
+            client.org,
+            updated_after=after,
+            updated_before=before,
+            inclusive_after=inclusive,
+            identifier=identifier,
+            identifier_value=identifier_value,
+            status=params.get("status"),
+            count=count,
+            offset=offset,
+            access=access_of(client, request),
+        )
+        base = f"{bridge.settings.public_url}{flavour.prefix}/Communication"
+        entries = [entry(base, c) for c in page]
+        return fhir_response(search_bundle(base, params, offset, total, entries))
+
+    return router
 
 
-def _entry(base: str, stored: StoredCommunication) -> dict[str, Any]:
-    return {
-        "fullUrl": f"{base}/{stored.id}",
-        "resource": stored.resource,
-        "search": {"mode": "match"},
-    }
+R4 = Flavour(
+    "/fhir",
+    fhir_r4.NAME,
+    lambda resource: resource,
+    conformance.capability_statement,
+)
+STU3 = Flavour(
+    "/fhir/stu3",
+    fhir_stu3.NAME,
+    fhir_stu3.from_r4,
+    conformance.capability_statement_stu3,
+)
+router = communication_router(R4)
+stu3_router = communication_router(STU3)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bridge.canonical import CareType
+from bridge.canonical import CareType, Party, Reply
 from bridge.errors import ErrorCode, WijkbrugError
 from bridge.store import Store
 from tests.support.examples import BSN, message, region, render
@@ -104,9 +104,18 @@ def test_transactions_are_deduplicated_and_replies_scoped(store: Store) -> None:
     case = store.case_for_room("!room:localhost")
     assert case is not None
 
-    def reply(comm_id: str, original: str | None, now: datetime) -> dict[str, Any]:
+    def reply(comm_id: str, original: str | None, now: datetime) -> tuple[Reply, dict[str, Any]]:
         assert original == stored.id
-        return {"resourceType": "Communication", "id": comm_id, "status": "completed"}
+        answer = Reply(
+            id=comm_id,
+            in_response_to=original,
+            case_number=case.number,
+            care_type=CareType.WONDZORG,
+            sender=Party(name="Fatima", matrix_id="@nurse1:localhost"),
+            text="Morgen 10:00",
+            sent=now,
+        )
+        return answer, {"resourceType": "Communication", "id": comm_id, "status": "completed"}
 
     assert store.add_reply(case, "$reply", provider, reply) is not None
     assert store.add_reply(case, "$reply", provider, reply) is None

@@ -792,7 +792,8 @@ def test_only_fhirmodel_imports_fhir_resources_and_never_the_r5_root() -> None:
             if match:
                 importing.add(path.relative_to(REPO).as_posix())
                 module, name = match.group(1), match.group(2)
-                assert module.startswith("fhir.resources.R4B") or name == "R4B", (path, line)
+                allowed = ("fhir.resources.R4B", "fhir.resources.STU3")
+                assert module.startswith(allowed) or name in ("R4B", "STU3"), (path, line)
     assert importing == {"bridge/fhirmodel.py"}
 
 
@@ -816,12 +817,22 @@ def test_fhir_folder_is_data_not_a_package() -> None:
     assert not list((REPO / "fhir").rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "fhir").rglob("*.json")), ids=lambda p: p.name)
+R4_RESOURCES = sorted(p for p in (REPO / "fhir").rglob("*.json") if "stu3" not in p.parts)
+
+
+@pytest.mark.parametrize("path", R4_RESOURCES, ids=lambda p: p.name)
 def test_every_conformance_resource_is_valid_r4(path: Path) -> None:
     resource = json.loads(path.read_text("utf-8"))
     assert fhirmodel.check(resource) == []
     assert path.stem.startswith(resource["resourceType"] + "-")
     assert fhirmodel.load_xml(fhirmodel.dump_xml(resource)) == (resource, [])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "fhir" / "stu3").rglob("*.json")), ids=str)
+def test_stu3_conformance_resources_are_valid_stu3(path: Path) -> None:
+    resource = json.loads(path.read_text("utf-8"))
+    assert fhirmodel.check_stu3(resource) == []
+    assert resource["fhirVersion"] == "3.0.2"
 
 
 def test_care_type_codesystem_matches_the_canonical_model() -> None:
