@@ -301,6 +301,8 @@ class Communication(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     direction: Mapped[str] = mapped_column(String(16))  # to-provider | to-practice
     author_org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    # The integration client that posted it (replies are pushed back to that system).
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
     practice_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     provider_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     identifier_system: Mapped[str] = mapped_column(String(255))

@@ -197,7 +197,9 @@ class Bridge:
                 msg, id=comm_id, status="in-progress", last_updated=now, case_number=number
             )
 
-        stored, created = self.store.accept_message(client.org, msg, decision, render, access)
+        stored, created = self.store.accept_message(
+            client.org, msg, decision, render, access, client_id=client.id
+        )
         if created:
             self.store.record_decision(decision, msg.priority, client.org.id, stored.case_id)
             log.info("accepted communication %s (case %s)", stored.id, stored.case_id)

@@ -196,6 +196,7 @@ class Store(Directory):
         decision: Decision,
         render: Any,
         access: Access = SYSTEM,
+        client_id: int | None = None,
     ) -> tuple[StoredCommunication, bool]:
         """Store a routed GP message, its case and its outbox item in one transaction.
 
@@ -207,7 +208,9 @@ class Store(Directory):
         patient_key = self.box.keyed_hash("patient", msg.patient.bsn)
         for _ in range(3):
             try:
-                return self._accept_once(practice, msg, decision, render, access, patient_key)
+                return self._accept_once(
+                    practice, msg, decision, render, access, patient_key, client_id
+                )
             except IntegrityError:
                 # Either a re-post of the same identifier won the race (return it), or a
                 # concurrent first message of the same case created the case (go again).
@@ -224,6 +227,7 @@ class Store(Directory):
         render: Any,
         access: Access,
         patient_key: str,
+        client_id: int | None,
     ) -> tuple[StoredCommunication, bool]:
         assert decision.provider_id is not None and decision.team_id is not None
         now = utcnow()
@@ -255,6 +259,7 @@ class Store(Directory):
                 case_id=case.id,
                 direction="to-provider",
                 author_org_id=practice.id,
+                client_id=client_id,
                 practice_id=practice.id,
                 provider_id=decision.provider_id,
                 identifier_system=msg.identifier.system,
@@ -625,17 +630,28 @@ class Store(Directory):
                 patient=self._patient_of(s, comm),
                 obj=f"Communication/{comm_id}",
             )
-            for client_id in s.scalars(
+            for client_id in self._push_targets(s, case, latest):
+                s.add(PushItem(client_id=client_id, communication_id=comm_id, next_attempt_at=now))
+            return self._stored(comm)
+
+    # ------------------------------------------------------------------ push
+
+    def _push_targets(self, s: Session, case: CaseRef, answered: Communication | None) -> list[int]:
+        """Who gets a reply pushed: the practice system that sent the message it answers;
+        if that one fetches instead (or the case came from chat), nobody is pushed to
+        unless the practice has exactly one push client."""
+        pushers = list(
+            s.scalars(
                 select(Client.id).where(
                     Client.org_id == case.practice.id,
                     Client.push_url.is_not(None),
                     Client.revoked_at.is_(None),
                 )
-            ):
-                s.add(PushItem(client_id=client_id, communication_id=comm_id, next_attempt_at=now))
-            return self._stored(comm)
-
-    # ------------------------------------------------------------------ push
+            )
+        )
+        if answered is not None and answered.client_id is not None:
+            return [answered.client_id] if answered.client_id in pushers else []
+        return pushers if len(pushers) == 1 else []
 
     def claim_push(self, limit: int = 10, lease: float = 60.0) -> list[PushWork]:
         """Due pushes (leased, SKIP LOCKED like the outbox)."""

@@ -1,0 +1,226 @@
+"""Every dialect end to end on real parts: a message in STU3 (zib2017) and one in EDIFACT
+(MEDVRI) reach the nurse's client, and her reply comes back pushed in the sender's own
+dialect; a failing push is retried until it lands once; a push that keeps failing is
+reported in the case room."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fhir.resources.STU3.communication import Communication as Stu3Communication
+
+from adapters import edifact_medvri
+from bridge.homeserver import free_port
+from tests.integration.test_end_to_end import communication, fhir_headers
+from tests.support.bridge import BridgeSite
+from tests.support.jsclient import JsClient
+from tests.support.receiver import PushReceiver
+from tests.support.synapse import SynapseFactory, SynapseInstance
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@dataclass
+class Site:
+    bridge: BridgeSite
+    synapse: SynapseInstance
+    stu3_token: str
+    edifact_token: str
+    r4_token: str
+    stu3_push: PushReceiver
+    edifact_push: PushReceiver
+
+
+@pytest.fixture(scope="module")
+def site(
+    synapse_factory: SynapseFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    bridge = BridgeSite.prepare(tmp_path_factory.mktemp("wijkbrug-dialects"))
+    bridge.configure("delivery", {"backoff_initial_seconds": 0.2, "max_attempts": 4})
+    synapse = synapse_factory(appservice_files=[bridge.registration_path])
+    bridge.point_at(synapse.base_url)
+    with PushReceiver(fail_first=2) as stu3_push, PushReceiver() as edifact_push:
+        bridge.start()
+        cli = bridge.cli
+        cli("org", "add", "practice", "--agb", "01234567", "--name", "Huisartsenpraktijk De Pijp")
+        cli("org", "add", "provider", "--ura", "12345678", "--name", "Thuiszorg Amstel")
+        cli(
+            "team", "add", "--provider", "12345678", "--name", "Zuid", "--member", "@dia1:localhost"
+        )
+        cli(
+            "route",
+            "add",
+            "--care-type",
+            "wondzorg",
+            "--pc4",
+            "1071-1079",
+            "--provider",
+            "12345678",
+        )
+
+        def token(*args: str) -> str:
+            return str(cli("client", "add", "--org", "01234567", *args).stdout.split()[-1])
+
+        stu3 = token("--name", "his-stu3", "--dialect", "fhir-stu3", "--push-url", stu3_push.url)
+        edi = token(
+            "--name", "his-edi", "--dialect", "edifact-medvri", "--push-url", edifact_push.url
+        )
+        r4 = token("--name", "his-r4")
+        synapse.register("dia1", "pw-dia-1")
+        yield Site(bridge, synapse, stu3, edi, r4, stu3_push, edifact_push)
+        bridge.stop()
+
+
+async def reply_and_wait(
+    nurse: JsClient, room_id: str, text: str, receiver: PushReceiver, count: int
+) -> None:
+    await nurse.send(room_id, text)
+    for _ in range(120):
+        if len(receiver.received) >= count:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no push after reply; {receiver.attempts} attempt(s)")
+
+
+async def test_stu3_and_edifact_reach_the_nurse_and_replies_return_in_dialect(
+    site: Site,
+) -> None:
+    nurse = await JsClient.start(site.synapse.base_url, "@dia1:localhost", "pw-dia-1")
+    try:
+        async with httpx.AsyncClient(base_url=site.bridge.url, timeout=30) as http:
+            # STU3, as a zib2017 practice system sends it (identifier OIDs and all).
+            stu3_body = (DATA / "stu3" / "Communication-wondzorg-practitioner.json").read_bytes()
+            posted = await http.post(
+                "/fhir/stu3/Communication",
+                content=stu3_body,
+                headers={
+                    "Authorization": f"Bearer {site.stu3_token}",
+                    "Content-Type": "application/fhir+json",
+                },
+            )
+            assert posted.status_code == 201, posted.text
+            stu3_id = posted.json()["id"]
+            assert "inResponseTo" not in posted.json()  # written back as STU3
+            first = await nurse.wait_for("message", timeout=60)
+            assert first["encrypted"] is True
+            await reply_and_wait(
+                nurse, first["roomId"], "STU3-antwoord: morgen langs.", site.stu3_push, 1
+            )
+            pushed = site.stu3_push.received[0]
+            assert pushed.path == "/Communication"
+            assert pushed.headers["If-None-Exist"].startswith("identifier=")
+            assert site.stu3_push.attempts == 3  # two 500s, then it landed, once
+            reply = json.loads(pushed.body)
+            Stu3Communication.model_validate(reply)  # valid STU3
+            assert reply["payload"][0]["contentString"] == "STU3-antwoord: morgen langs."
+            assert stu3_id in json.dumps(reply)  # it answers the practice's message
+            # The STU3 face also serves it on fetch, and refuses an R4 client's post.
+            fetched = await http.get(
+                "/fhir/stu3/Communication",
+                params={"_count": "10"},
+                headers={"Authorization": f"Bearer {site.stu3_token}"},
+            )
+            assert fetched.status_code == 200 and fetched.json()["total"] >= 2
+            wrong = await http.post(
+                "/fhir/stu3/Communication",
+                content=stu3_body,
+                headers={
+                    "Authorization": f"Bearer {site.r4_token}",
+                    "Content-Type": "application/fhir+json",
+                },
+            )
+            assert wrong.status_code == 400
+            assert wrong.json()["resourceType"] == "OperationOutcome"
+
+            # EDIFACT MEDVRI, as GP systems send through the mail hubs.
+            interchange = (DATA / "edifact" / "medvri-normal.edi").read_bytes()
+            edi = await http.post(
+                "/edifact",
+                content=interchange,
+                headers={
+                    "Authorization": f"Bearer {site.edifact_token}",
+                    "Content-Type": "application/edifact",
+                },
+            )
+            assert edi.status_code == 201, edi.text
+            assert [m["status"] for m in edi.json()["messages"]] == ["created"]
+            again = await http.post(
+                "/edifact",
+                content=interchange,
+                headers={
+                    "Authorization": f"Bearer {site.edifact_token}",
+                    "Content-Type": "application/edifact",
+                },
+            )
+            assert again.status_code == 200
+            assert [m["status"] for m in again.json()["messages"]] == ["existing"]
+            letter = await nurse.wait_for(
+                "message", lambda e: "wondbeleid" in e["body"], timeout=60
+            )
+            assert "999990019" in letter["body"]  # patient context from PID
+            await reply_and_wait(
+                nurse, letter["roomId"], "EDI-antwoord: vanmiddag.", site.edifact_push, 1
+            )
+            medvri = site.edifact_push.received[0]
+            assert medvri.headers["Content-Type"] == "application/edifact"
+            assert medvri.body.startswith(b"UNA") and b"UNH+" in medvri.body
+            back = edifact_medvri.parse_interchange(medvri.body, "application/edifact")
+            assert back[0].text.endswith("EDI-antwoord: vanmiddag.")
+
+            bad = await http.post(
+                "/edifact",
+                content=(DATA / "edifact" / "broken-bad-bsn.edi").read_bytes(),
+                headers={
+                    "Authorization": f"Bearer {site.edifact_token}",
+                    "Content-Type": "application/edifact",
+                },
+            )
+            assert bad.status_code == 400
+            assert bad.json()["segment"] == "PID" and "segment_index" in bad.json()
+    finally:
+        await nurse.close()
+
+
+async def test_a_push_that_keeps_failing_is_reported_in_the_room(site: Site) -> None:
+    cli = site.bridge.cli
+    cli("org", "add", "practice", "--agb", "01234568", "--name", "Praktijk Onbereikbaar")
+    cli("route", "add", "--care-type", "wondzorg", "--pc4", "1091-1098", "--provider", "12345678")
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    token = cli(
+        "client", "add", "--org", "01234568", "--name", "his-dead", "--push-url", dead
+    ).stdout.split()[-1]
+    nurse = await JsClient.start(site.synapse.base_url, "@dia1:localhost", "pw-dia-1")
+    try:
+        async with httpx.AsyncClient(base_url=site.bridge.url, timeout=30) as http:
+            posted = await http.post(
+                "/fhir/Communication",
+                content=json.dumps(communication("dead-1", text="Bericht van een praktijk")),
+                headers=fhir_headers(token),
+            )
+            assert posted.status_code == 201, posted.text
+            msg = await nurse.wait_for(
+                "message", lambda e: "Bericht van een praktijk" in e["body"], timeout=60
+            )
+            await nurse.send(msg["roomId"], "Antwoord dat niet aankomt")
+            notice = await nurse.wait_for(
+                "message",
+                lambda e: (
+                    "kon niet worden afgeleverd" in e["body"] and e["roomId"] == msg["roomId"]
+                ),
+                timeout=60,
+            )
+            assert "Praktijk Onbereikbaar" in notice["body"]
+            # The reply is still there to fetch.
+            search = await http.get("/fhir/Communication", headers=fhir_headers(token))
+            texts = json.dumps(search.json())
+            assert "Antwoord dat niet aankomt" in texts
+    finally:
+        await nurse.close()
