@@ -2,17 +2,24 @@
 
     body + Content-Type --load--> FHIR JSON --fhirmodel.check()--> structural issues
                                       |
+          Communication --------------+------------- transaction/batch/message Bundle
+                |                                       | the one Communication entry;
+                |                                       | references between entries
+                |                                       v resolved (urn:uuid, URL, Type/id)
                  care type, Patient (BSN, postcode), sender (AGB), text, ...
                                       v
                CaseMessage, or WijkbrugError carrying every issue at once
+               (from a Bundle: the Communication, its referenced entries contained)
 
     Reply --render_reply()--> Communication (contained Patient, Practitioner, ...)
 
 What a routed Communication must hold is pinned in DESIGN.md and in the profile
-``fhir/StructureDefinition-wijkbrug-Communication.json``. References are resolved
-inside the resource only (``#id`` to a contained resource) or taken as logical
-references (identifier + display); Wijkbrug never fetches a reference from elsewhere.
-Issue diagnostics say what is wrong and where, never what was sent: it is patient data.
+``fhir/StructureDefinition-wijkbrug-Communication.json``. A Communication posted alone
+refers to its Patient and sender as ``#id`` (contained) or by logical reference
+(identifier + display). Posted in a Bundle, it may also refer to the Bundle's other entries;
+those are resolved inside the Bundle only, never fetched. Issue diagnostics say what is
+wrong and where, never what was sent: it is patient data (and so are references, which
+may carry a BSN in a conditional reference).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -145,12 +152,16 @@ def to_xml(resource: JsonObject) -> bytes:
 def parse_communication(body: bytes, content_type: str) -> CaseMessage:
     """A GP's R4 Communication (JSON or XML) as a :class:`CaseMessage`.
 
-    Raises ``WijkbrugError`` with every problem found, each with a FHIRPath expression.
+    The Communication comes alone, or as the one Communication of a ``transaction``,
+    ``batch`` or ``message`` Bundle (see :func:`read_bundle`). Raises ``WijkbrugError``
+    with every problem found, each with a FHIRPath expression.
     """
     if media_format(content_type) == "xml":
         resource, issues = fhirmodel.load_xml(body)
     else:
         resource, issues = fhirmodel.load_json(body), []
+    if resource.get("resourceType") == "Bundle":
+        return read_bundle(resource, issues)
     _require_communication(resource)
     return read_communication(resource, issues)
 
@@ -161,12 +172,6 @@ def _require_communication(resource: JsonObject) -> None:
         return
     if sent is None:
         message, code = "resourceType is missing; expected a Communication", ErrorCode.REQUIRED
-    elif sent == "Bundle":
-        message, code = (
-            "a Bundle is not accepted: post the Communication with its Patient and sender "
-            "contained",
-            ErrorCode.INVALID,
-        )
     elif isinstance(sent, str) and fhirmodel.is_resource_type(sent):
         message, code = f"expected a Communication, got a {sent}", ErrorCode.INVALID
     else:
@@ -176,10 +181,15 @@ def _require_communication(resource: JsonObject) -> None:
 
 @dataclass(frozen=True)
 class Target:
-    """A resource a reference points to, and its FHIRPath (for issues)."""
+    """A resource a reference points to, and its FHIRPath (for issues).
+
+    ``entry`` marks a resource of its own in a Bundle (``Bundle.entry[n].resource``): its
+    ``#id`` references point into its own ``contained``, not the Communication's.
+    """
 
     resource: JsonObject
     path: str
+    entry: bool = False
 
 
 Resolver = Callable[[str], Target | None]
@@ -195,30 +205,36 @@ def read_communication(
 
     ``resolve`` finds the target of a non-local reference (for a Communication that
     arrives in a Bundle); without it only ``#id`` references to contained resources
-    resolve. ``prior`` are issues met while loading (e.g. unknown XML elements).
+    resolve. With it, a literal reference it cannot resolve is an issue (inside a Bundle
+    it cannot be a reference to elsewhere). ``prior`` are issues met while loading
+    (e.g. unknown XML elements).
     """
     structural = list(prior or []) + fhirmodel.check(resource)
+    msg, issues = _apply_rules(resource, resolve)
+    problems = _merge(structural, issues)
+    if problems or msg is None:
+        # Each reader reports why it found nothing, so problems is never empty here.
+        raise WijkbrugError.from_issues(problems or [Issue(ErrorCode.INVALID, "invalid")])
+    return msg
+
+
+def _apply_rules(
+    resource: JsonObject, resolve: Resolver | None
+) -> tuple[CaseMessage | None, list[Issue]]:
+    """The business rules over a Communication: the message, or None and why not."""
     issues: list[Issue] = []
-    contained = _contained(resource, issues)
-
-    def find(reference: str) -> Target | None:
-        if reference.startswith("#"):
-            return contained.get(reference[1:])
-        return resolve(reference) if resolve is not None else None
-
+    refs = _References(_contained(resource, "Communication", issues), resolve)
     identifier = _identifier(resource, issues)
     care_type = _care_type(resource, issues)
     _status(resource, issues)
     priority = _priority(resource, issues)
-    patient = _subject(resource, find, issues)
-    sender = _sender(resource, find, issues)
+    patient = _subject(resource, refs, issues)
+    sender = _sender(resource, refs, issues)
     text = _text_payload(resource, issues)
-    recipient_ura = _recipient(resource, find, issues)
-    problems = _merge(structural, issues)
-    if problems or not (identifier and care_type and patient and sender and text):
-        # Each reader reports why it found nothing, so problems is never empty here.
-        raise WijkbrugError.from_issues(problems or [Issue(ErrorCode.INVALID, "invalid")])
-    return CaseMessage(
+    recipient_ura = _recipient(resource, refs, issues)
+    if issues or not (identifier and care_type and patient and sender and text):
+        return None, issues
+    msg = CaseMessage(
         identifier=identifier,
         care_type=care_type,
         patient=patient,
@@ -229,6 +245,7 @@ def read_communication(
         recipient_ura=recipient_ura,
         resource=resource,
     )
+    return msg, issues
 
 
 def _merge(structural: list[Issue], business: list[Issue]) -> list[Issue]:
@@ -241,6 +258,63 @@ def _merge(structural: list[Issue], business: list[Issue]) -> list[Issue]:
             continue
         out.append(issue)
     return out
+
+
+class _References:
+    """Where the references of one resource point.
+
+    ``#id`` to the resources it contains; anything else through the Bundle's resolver
+    when the Communication came in a Bundle (and nowhere when it came alone).
+    """
+
+    def __init__(self, contained: dict[str, Target], resolve: Resolver | None) -> None:
+        self._contained = contained
+        self._resolve = resolve
+
+    @property
+    def in_bundle(self) -> bool:
+        return self._resolve is not None
+
+    def find(self, reference: str | None) -> Target | None:
+        if reference is None:
+            return None
+        if reference.startswith("#"):
+            return self._contained.get(reference[1:])
+        return self._resolve(reference) if self._resolve is not None else None
+
+    def dangling(self, reference: str | None) -> bool:
+        """A literal reference that must resolve here and does not.
+
+        ``#id`` always must; in a Bundle every literal reference must (an entry's
+        ``urn:uuid:`` means nothing outside it, and Wijkbrug fetches nothing).
+        """
+        if reference is None or not (reference.startswith("#") or self.in_bundle):
+            return False
+        return self.find(reference) is None
+
+    def within(self, target: Target, issues: list[Issue]) -> _References:
+        """The references made by a resolved resource (a Bundle entry has its own ``#id``)."""
+        if not target.entry:
+            return self
+        return _References(_contained(target.resource, target.path, issues), self._resolve)
+
+    def sender_rule(self) -> str:
+        return _SENDER_RULE_IN_BUNDLE if self.in_bundle else _SENDER_RULE
+
+
+def _dangling(what: str, reference: str, path: str) -> Issue:
+    """The issue for a reference that does not resolve (never showing the reference)."""
+    if reference.startswith("#"):
+        return Issue(
+            ErrorCode.INVALID, f"{what} refers to a contained resource that is not there", path
+        )
+    return Issue(
+        ErrorCode.INVALID,
+        f"{what} does not resolve to one entry of the Bundle: refer to an entry by its "
+        "fullUrl (e.g. urn:uuid:...) or by Type/id of its resource, or to a contained "
+        "resource by '#id'",
+        path,
+    )
 
 
 # ------------------------------------------------- small readers of untrusted JSON
@@ -267,10 +341,11 @@ def _obj(value: Any) -> JsonObject | None:
     return value if isinstance(value, dict) else None
 
 
-def _contained(resource: JsonObject, issues: list[Issue]) -> dict[str, Target]:
+def _contained(resource: JsonObject, where: str, issues: list[Issue]) -> dict[str, Target]:
+    """The contained resources of the resource at ``where``, by local id."""
     out: dict[str, Target] = {}
     for index, item in _items(resource.get("contained")):
-        path = f"Communication.contained[{index}]"
+        path = f"{where}.contained[{index}]"
         local_id = _str(item.get("id"))
         if local_id is None:
             issues.append(Issue(ErrorCode.REQUIRED, "a contained resource needs an id", path))
@@ -419,7 +494,7 @@ def _priority(resource: JsonObject, issues: list[Issue]) -> Priority:
         return Priority.ROUTINE
 
 
-def _subject(resource: JsonObject, find: Resolver, issues: list[Issue]) -> Patient | None:
+def _subject(resource: JsonObject, refs: _References, issues: list[Issue]) -> Patient | None:
     path = "Communication.subject"
     subject = _obj(resource.get("subject"))
     if subject is None:
@@ -432,18 +507,28 @@ def _subject(resource: JsonObject, find: Resolver, issues: list[Issue]) -> Patie
         )
         return None
     reference = _str(subject.get("reference"))
-    target = find(reference) if reference else None
+    target = refs.find(reference)
     if target is None:
-        issues.append(
-            Issue(
-                ErrorCode.INVALID,
-                "the Patient must be contained in the Communication and referenced as "
-                "'#id' (Wijkbrug does not resolve external references)"
-                if reference is None or not reference.startswith("#")
-                else "subject refers to a contained resource that is not there",
-                f"{path}.reference",
+        if reference is not None and refs.dangling(reference):
+            issues.append(_dangling("subject", reference, f"{path}.reference"))
+        elif refs.in_bundle:
+            issues.append(
+                Issue(
+                    ErrorCode.INVALID,
+                    "subject must refer to the Patient: an entry of the Bundle (its fullUrl, "
+                    "or Patient/id) or a contained Patient ('#id')",
+                    f"{path}.reference",
+                )
             )
-        )
+        else:
+            issues.append(
+                Issue(
+                    ErrorCode.INVALID,
+                    "the Patient must be contained in the Communication and referenced as "
+                    "'#id' (Wijkbrug does not resolve external references)",
+                    f"{path}.reference",
+                )
+            )
         return None
     if _type_of(target) != "Patient":
         issues.append(
@@ -535,35 +620,35 @@ _SENDER_RULE = (
     "the sender must be a contained Practitioner or PractitionerRole ('#id'), or a "
     f"logical reference with an AGB identifier ({AGB_SYSTEM}) and a display name"
 )
+_SENDER_RULE_IN_BUNDLE = (
+    "the sender must be a Practitioner or PractitionerRole of the Bundle (an entry, or "
+    f"contained), or a logical reference with an AGB identifier ({AGB_SYSTEM}) and a "
+    "display name"
+)
 
 
-def _sender(resource: JsonObject, find: Resolver, issues: list[Issue]) -> Party | None:
+def _sender(resource: JsonObject, refs: _References, issues: list[Issue]) -> Party | None:
     path = "Communication.sender"
+    rule = refs.sender_rule()
     sender = _obj(resource.get("sender"))
     if sender is None:
-        issues.append(Issue(ErrorCode.REQUIRED, f"sender is required: {_SENDER_RULE}", path))
+        issues.append(Issue(ErrorCode.REQUIRED, f"sender is required: {rule}", path))
         return None
     reference = _str(sender.get("reference"))
-    target = find(reference) if reference else None
+    target = refs.find(reference)
     if target is None:
-        if reference is not None and reference.startswith("#"):
-            issues.append(
-                Issue(
-                    ErrorCode.INVALID,
-                    "sender refers to a contained resource that is not there",
-                    f"{path}.reference",
-                )
-            )
+        if reference is not None and refs.dangling(reference):
+            issues.append(_dangling("sender", reference, f"{path}.reference"))
             return None
-        person = _logical_practitioner(sender, path, issues)
+        person = _logical_practitioner(sender, path, rule, issues)
         return _party(person, _Organisation()) if person else None
     kind = _type_of(target)
     if kind == "Practitioner":
         person = _practitioner(target, issues)
         return _party(person, _Organisation()) if person else None
     if kind == "PractitionerRole":
-        return _role(target, find, issues)
-    issues.append(Issue(ErrorCode.INVALID, f"{_SENDER_RULE}; got a {kind}", f"{path}.reference"))
+        return _role(target, refs.within(target, issues), issues)
+    issues.append(Issue(ErrorCode.INVALID, f"{rule}; got a {kind}", f"{path}.reference"))
     return None
 
 
@@ -607,7 +692,9 @@ def _practitioner(target: Target, issues: list[Issue]) -> _Person | None:
     return _Person(name, agb, tuple(others))
 
 
-def _logical_practitioner(reference: JsonObject, path: str, issues: list[Issue]) -> _Person | None:
+def _logical_practitioner(
+    reference: JsonObject, path: str, rule: str, issues: list[Issue]
+) -> _Person | None:
     """A practitioner given as identifier (AGB) + display, without a resource."""
     agb = [
         (v, where)
@@ -615,7 +702,7 @@ def _logical_practitioner(reference: JsonObject, path: str, issues: list[Issue])
         if system == AGB_SYSTEM
     ]
     if not agb:
-        issues.append(Issue(ErrorCode.REQUIRED, _SENDER_RULE, f"{path}.identifier"))
+        issues.append(Issue(ErrorCode.REQUIRED, rule, f"{path}.identifier"))
         return None
     value, value_path = agb[0]
     display = _str(reference.get("display"))
@@ -630,7 +717,8 @@ def _logical_practitioner(reference: JsonObject, path: str, issues: list[Issue])
     return _Person(display, value, ())
 
 
-def _role(target: Target, find: Resolver, issues: list[Issue]) -> Party | None:
+def _role(target: Target, refs: _References, issues: list[Issue]) -> Party | None:
+    """A PractitionerRole sender; ``refs`` are the role's own (see ``_References.within``)."""
     role, path = target.resource, target.path
     practitioner = _obj(role.get("practitioner"))
     person: _Person | None = None
@@ -644,30 +732,49 @@ def _role(target: Target, find: Resolver, issues: list[Issue]) -> Party | None:
         )
     else:
         reference = _str(practitioner.get("reference"))
-        found = find(reference) if reference else None
+        found = refs.find(reference)
         if found is not None and _type_of(found) == "Practitioner":
             person = _practitioner(found, issues)
+        elif refs.in_bundle and reference is not None and found is None:
+            issues.append(_dangling("practitioner", reference, f"{path}.practitioner.reference"))
         elif found is not None or (reference or "").startswith("#"):
             issues.append(
                 Issue(
                     ErrorCode.INVALID,
-                    "practitioner must refer to a contained Practitioner",
+                    "practitioner must refer to a Practitioner of the Bundle"
+                    if refs.in_bundle
+                    else "practitioner must refer to a contained Practitioner",
                     f"{path}.practitioner.reference",
                 )
             )
         else:
-            person = _logical_practitioner(practitioner, f"{path}.practitioner", issues)
-    organisation = _organisation(role.get("organization"), f"{path}.organization", find, issues)
+            person = _logical_practitioner(
+                practitioner, f"{path}.practitioner", refs.sender_rule(), issues
+            )
+    organisation = _organisation(role.get("organization"), f"{path}.organization", refs, issues)
     return _party(person, organisation) if person else None
 
 
-def _organisation(value: Any, path: str, find: Resolver, issues: list[Issue]) -> _Organisation:
-    """The sender's organisation, if given: contained, or identifier + display."""
+def _organisation(value: Any, path: str, refs: _References, issues: list[Issue]) -> _Organisation:
+    """The organisation of a PractitionerRole: the Organization it refers to, or identifier
+    and display."""
     reference = _obj(value)
     if reference is None:
         return _Organisation()
     ref = _str(reference.get("reference"))
-    found = find(ref) if ref else None
+    found = refs.find(ref)
+    if refs.in_bundle and ref is not None and (found is None or _type_of(found) != "Organization"):
+        # Outside a Bundle such a reference is left for the display and identifier.
+        issues.append(
+            _dangling("organization", ref, f"{path}.reference")
+            if found is None
+            else Issue(
+                ErrorCode.INVALID,
+                f"organization must refer to an Organization, not a {_type_of(found)}",
+                f"{path}.reference",
+            )
+        )
+        return _Organisation()
     if found is not None and _type_of(found) == "Organization":
         organisation, where = found.resource, found.path
         name = _str(organisation.get("name"))
@@ -713,7 +820,7 @@ def _text_payload(resource: JsonObject, issues: list[Issue]) -> str | None:
     return text
 
 
-def _recipient(resource: JsonObject, find: Resolver, issues: list[Issue]) -> str | None:
+def _recipient(resource: JsonObject, refs: _References, issues: list[Issue]) -> str | None:
     recipients = list(_items(resource.get("recipient")))
     if not recipients:
         return None
@@ -729,10 +836,13 @@ def _recipient(resource: JsonObject, find: Resolver, issues: list[Issue]) -> str
     _, recipient = recipients[0]
     path = "Communication.recipient[0]"
     reference = _str(recipient.get("reference"))
-    found = find(reference) if reference else None
+    found = refs.find(reference)
     if found is not None and _type_of(found) == "Organization":
         ids = _identifiers(found.resource, found.path)
         missing_at = f"{found.path}.identifier"
+    elif found is None and refs.in_bundle and reference is not None:
+        issues.append(_dangling("recipient", reference, f"{path}.reference"))
+        return None
     elif found is None and not (reference or "").startswith("#"):
         ids = _logical_identifiers(recipient, path)
         missing_at = f"{path}.identifier"
@@ -740,7 +850,10 @@ def _recipient(resource: JsonObject, find: Resolver, issues: list[Issue]) -> str
         issues.append(
             Issue(
                 ErrorCode.INVALID,
-                "the recipient must be a contained Organization or a logical reference "
+                "the recipient must be an Organization of the Bundle (an entry, or contained) "
+                "or a logical reference with a URA identifier"
+                if refs.in_bundle
+                else "the recipient must be a contained Organization or a logical reference "
                 "with a URA identifier",
                 f"{path}.reference",
             )
@@ -760,6 +873,439 @@ def _recipient(resource: JsonObject, find: Resolver, issues: list[Issue]) -> str
         )
     )
     return None
+
+
+# ---------------------------------------------------------------- Bundles
+#
+# A practice system may post its Communication with the resources it refers to as a
+# Bundle (FHIR R4 2.36.4.1 "Resolving references in Bundles"):
+#
+#   message:      entry[0] MessageHeader --focus--> the Communication entry
+#   transaction,  entries with request (POST; PUT for the referenced resources);
+#   batch:        the Communication entry is POSTed to Communication
+#
+#   Communication.subject/sender/recipient --(fullUrl | Type/id | #id)--> entries
+#       --> CaseMessage.resource: the Communication, those entries made contained
+#
+# Strictly, a batch's entries may not depend on each other; practice systems send them
+# that way all the same, and inside Wijkbrug a batch is read exactly like a transaction.
+
+BUNDLE_TYPES = ("transaction", "batch", "message")
+# R4/R4B BundleType codes: shown back to the client only when they are one of these.
+_KNOWN_BUNDLE_TYPES = frozenset(
+    {
+        "document",
+        "message",
+        "transaction",
+        "transaction-response",
+        "batch",
+        "batch-response",
+        "history",
+        "searchset",
+        "collection",
+        "subscription-notification",
+    }
+)
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+_TYPE_ID = r"([A-Z][A-Za-z]{0,63})/([A-Za-z0-9\-.]{1,64})"
+_HISTORY = r"(?:/_history/[A-Za-z0-9\-.]{1,64})?"
+_RELATIVE = re.compile(f"^{_TYPE_ID}{_HISTORY}$")
+_URL_TAIL = re.compile(f"/{_TYPE_ID}{_HISTORY}$")
+_VERSIONED = re.compile(r"^(.+)/_history/[A-Za-z0-9\-.]{1,64}$")
+_ENTRY_METHODS = frozenset({"POST", "PUT"})
+# Meta that a contained resource may not carry (R4 dom-4, dom-5).
+_NOT_IN_CONTAINED_META = ("versionId", "lastUpdated", "security")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    index: int
+    full_url: str | None
+    resource: JsonObject | None
+    request: JsonObject | None
+    has_response: bool
+
+    @property
+    def path(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+    @property
+    def resource_type(self) -> str | None:
+        return _str(self.resource.get("resourceType")) if self.resource is not None else None
+
+
+class _BundleEntries:
+    """The entries of a Bundle and how a reference finds one of them.
+
+    An absolute reference (``urn:uuid:``, ``urn:oid:``, ``https://...``) matches an entry's
+    fullUrl (a version in the URL is ignored). A relative one, ``Type/id``, matches the
+    entry whose fullUrl ends in ``/Type/id`` or whose resource has that type and id; it
+    resolves only when exactly one entry matches.
+    """
+
+    def __init__(self, bundle: JsonObject) -> None:
+        self.entries = [
+            _Entry(
+                index=index,
+                full_url=_str(entry.get("fullUrl")),
+                resource=_obj(entry.get("resource")),
+                request=_obj(entry.get("request")),
+                has_response="response" in entry,
+            )
+            for index, entry in _items(bundle.get("entry"))
+        ]
+        self.repeated_urls: list[_Entry] = []
+        self._by_url: dict[str, _Entry] = {}
+        self._by_type_id: dict[tuple[str, str], dict[int, _Entry]] = {}
+        for entry in self.entries:
+            if entry.full_url is not None:
+                if entry.full_url in self._by_url:
+                    self.repeated_urls.append(entry)
+                else:
+                    self._by_url[entry.full_url] = entry
+                if tail := _URL_TAIL.search(entry.full_url):
+                    self._index(tail.group(1), tail.group(2), entry)
+            kind = entry.resource_type
+            local_id = _str(entry.resource.get("id")) if entry.resource is not None else None
+            if kind is not None and local_id is not None:
+                self._index(kind, local_id, entry)
+
+    def _index(self, kind: str, local_id: str, entry: _Entry) -> None:
+        self._by_type_id.setdefault((kind, local_id), {})[entry.index] = entry
+
+    def lookup(self, reference: str) -> _Entry | None:
+        """The one entry a reference (not ``#id``) points to, or None."""
+        exact = self._by_url.get(reference)
+        if exact is not None:
+            return exact
+        if _ABSOLUTE.match(reference):
+            versioned = _VERSIONED.match(reference)  # the same URL without /_history/v
+            return self._by_url.get(versioned.group(1)) if versioned else None
+        relative = _RELATIVE.match(reference)
+        if relative is None:
+            return None
+        found = self._by_type_id.get((relative.group(1), relative.group(2)), {})
+        return next(iter(found.values())) if len(found) == 1 else None
+
+    def resolve(self, reference: str) -> Target | None:
+        """A :data:`Resolver` over the entries."""
+        entry = self.lookup(reference)
+        if entry is None or entry.resource is None:
+            return None
+        return Target(entry.resource, f"{entry.path}.resource", entry=True)
+
+
+def read_bundle(bundle: JsonObject, prior: list[Issue] | None = None) -> CaseMessage:
+    """A :class:`CaseMessage` from a ``transaction``, ``batch`` or ``message`` Bundle.
+
+    The Bundle carries exactly one Communication; its references to other entries (by
+    fullUrl, ``Type/id`` or, inside the Communication, ``#id``) are resolved, and
+    ``CaseMessage.resource`` is that Communication with the entries it refers to made
+    contained: a self-contained R4 resource. Issues point into the Bundle
+    (``Bundle.entry[2].resource.subject.reference``).
+    """
+    kind = _bundle_type(bundle)
+    structural = list(prior or []) + fhirmodel.check(bundle)
+    entries = _BundleEntries(bundle)
+    issues = _entry_rules(entries, kind)
+    found_one = _the_communication(entries, issues)
+    if found_one is None:
+        raise WijkbrugError.from_issues(_merge(structural, issues))
+    communication, comm_resource = found_one
+    if kind == "message":
+        _message_header(entries, communication, issues)
+    msg, found = _apply_rules(comm_resource, entries.resolve)
+    issues.extend(_relocated(issue, f"{communication.path}.resource") for issue in found)
+    problems = _merge(structural, issues)
+    if problems or msg is None:
+        raise WijkbrugError.from_issues(problems or [Issue(ErrorCode.INVALID, "invalid")])
+    resource = _self_contained(communication, comm_resource, entries)
+    if fhirmodel.check(resource):
+        # The Bundle was valid, so this is ours to fix; say where, not what.
+        raise WijkbrugError.from_issues(
+            [
+                Issue(
+                    ErrorCode.INVALID,
+                    "the Communication and the entries it refers to do not make one valid "
+                    "Communication with contained resources",
+                    f"{communication.path}.resource",
+                )
+            ]
+        )
+    return replace(msg, resource=resource)
+
+
+def _bundle_type(bundle: JsonObject) -> str:
+    kind = bundle.get("type")
+    if isinstance(kind, str) and kind in BUNDLE_TYPES:
+        return kind
+    accepted = ", ".join(BUNDLE_TYPES)
+    if kind is None:
+        issue = Issue(
+            ErrorCode.REQUIRED, f"the Bundle's type is required (one of {accepted})", "Bundle.type"
+        )
+    else:
+        known = isinstance(kind, str) and kind in _KNOWN_BUNDLE_TYPES
+        shown = f"a {kind} Bundle" if known else "a Bundle of this type"
+        issue = Issue(
+            ErrorCode.INVALID,
+            f"{shown} is not accepted: post a {accepted} Bundle that carries one "
+            "Communication, or the Communication alone",
+            "Bundle.type",
+        )
+    raise WijkbrugError.from_issues([issue])
+
+
+def _entry_rules(entries: _BundleEntries, kind: str) -> list[Issue]:
+    """The rules for the entries themselves (R4 bdl-3, bdl-4, bdl-7 and Wijkbrug's own)."""
+    issues: list[Issue] = []
+    for entry in entries.repeated_urls:
+        issues.append(
+            Issue(
+                ErrorCode.INVALID, "fullUrl repeats that of another entry", f"{entry.path}.fullUrl"
+            )
+        )
+    for entry in entries.entries:
+        if entry.resource is None:
+            issues.append(
+                Issue(
+                    ErrorCode.REQUIRED, "each entry must carry a resource", f"{entry.path}.resource"
+                )
+            )
+        if entry.has_response:
+            issues.append(
+                Issue(
+                    ErrorCode.INVALID,
+                    "entry.response belongs in a response Bundle",
+                    f"{entry.path}.response",
+                )
+            )
+        if kind == "message":
+            if entry.request is not None:
+                issues.append(
+                    Issue(
+                        ErrorCode.INVALID,
+                        "the entries of a message Bundle have no request",
+                        f"{entry.path}.request",
+                    )
+                )
+        else:
+            issues.extend(_request_rules(entry, kind))
+    return issues
+
+
+def _request_rules(entry: _Entry, kind: str) -> list[Issue]:
+    request, path = entry.request, f"{entry.path}.request"
+    if request is None:
+        message = f"each entry of a {kind} Bundle needs a request (method and url)"
+        return [Issue(ErrorCode.REQUIRED, message, path)]
+    method = request.get("method")
+    if not isinstance(method, str):
+        return []  # missing or malformed: the structural check says so
+    if entry.resource_type == "Communication":
+        if method != "POST":
+            return [
+                Issue(ErrorCode.INVALID, "the Communication is created with POST", f"{path}.method")
+            ]
+        url = (_str(request.get("url")) or "").partition("?")[0].rstrip("/")
+        if url != "Communication" and not url.endswith("/Communication"):
+            message = "the Communication is POSTed to Communication"
+            return [Issue(ErrorCode.INVALID, message, f"{path}.url")]
+    elif method not in _ENTRY_METHODS:
+        message = (
+            "besides the Communication a Bundle carries only the resources it refers to "
+            "(request method POST or PUT)"
+        )
+        return [Issue(ErrorCode.INVALID, message, f"{path}.method")]
+    return []
+
+
+def _the_communication(
+    entries: _BundleEntries, issues: list[Issue]
+) -> tuple[_Entry, JsonObject] | None:
+    """The one Communication entry and its resource (exactly one, else an issue)."""
+    found = [
+        (e, e.resource)
+        for e in entries.entries
+        if e.resource is not None and e.resource_type == "Communication"
+    ]
+    if not found:
+        message = "the Bundle carries no Communication; exactly one is required"
+        issues.append(Issue(ErrorCode.REQUIRED, message, "Bundle.entry"))
+        return None
+    for extra, _ in found[1:]:
+        issues.append(
+            Issue(
+                ErrorCode.INVALID,
+                "the Bundle carries more than one Communication; post one per Bundle",
+                f"{extra.path}.resource",
+            )
+        )
+    return found[0] if len(found) == 1 else None
+
+
+def _message_header(entries: _BundleEntries, communication: _Entry, issues: list[Issue]) -> None:
+    """A message Bundle starts with a MessageHeader whose focus is the Communication."""
+    first = entries.entries[0]  # there is at least the Communication
+    if first.resource_type != "MessageHeader" or first.resource is None:
+        message = "a message Bundle starts with a MessageHeader entry"
+        issues.append(Issue(ErrorCode.INVALID, message, f"{first.path}.resource"))
+        return
+    path = f"{first.path}.resource.focus"
+    rule = "the MessageHeader's focus must refer to the Communication entry (by its fullUrl)"
+    focus = list(_items(first.resource.get("focus")))
+    if not focus:
+        issues.append(Issue(ErrorCode.REQUIRED, rule, path))
+        return
+    references = [(index, _str(item.get("reference"))) for index, item in focus]
+    if any(ref and entries.lookup(ref) is communication for _, ref in references):
+        return
+    index, reference = references[0]
+    where = f"{path}[{index}]" + (".reference" if reference else "")
+    issues.append(Issue(ErrorCode.INVALID, rule, where))
+
+
+def _relocated(issue: Issue, resource_path: str) -> Issue:
+    """An issue about the Communication, placed at the Communication's entry."""
+    where = issue.expression or ""
+    if where == "Communication" or where.startswith(("Communication.", "Communication[")):
+        return replace(issue, expression=resource_path + where.removeprefix("Communication"))
+    return issue
+
+
+def _self_contained(
+    communication: _Entry, resource: JsonObject, entries: _BundleEntries
+) -> JsonObject:
+    """The Communication with the entries it refers to (directly or through them) contained.
+
+    They are contained in the order of the Bundle, and references to them become ``#id``;
+    a contained resource loses what a contained resource may not have (narrative, version
+    meta, resources of its own, which are lifted up beside it). References that resolve
+    to no entry, or to a MessageHeader, are left as they are.
+    """
+
+    def usable(reference: str) -> tuple[_Entry, JsonObject] | None:
+        entry = entries.lookup(reference)
+        if entry is None or entry.resource is None or entry.resource_type == "MessageHeader":
+            return None
+        return entry, entry.resource
+
+    wanted: dict[int, JsonObject] = {}
+    pending = [resource]
+    while pending:
+        for reference in _references(pending.pop()):
+            found = usable(reference)
+            if found is None or found[0] is communication or found[0].index in wanted:
+                continue
+            wanted[found[0].index] = found[1]
+            pending.append(found[1])
+
+    out = copy.deepcopy(resource)
+    contained = [item for _, item in _items(out.get("contained"))]
+    taken = {local for item in contained if (local := _str(item.get("id")))}
+    local_ids = {index: _fresh_id(wanted[index], taken) for index in sorted(wanted)}
+
+    def local_reference(reference: str) -> str | None:
+        found = usable(reference)
+        if found is None:
+            return None
+        return "#" if found[0] is communication else "#" + local_ids[found[0].index]
+
+    _rewrite_references(out, local_reference)
+    for index in sorted(wanted):
+        for item in _as_contained(wanted[index], local_ids[index], taken):
+            _rewrite_references(item, local_reference)
+            contained.append(item)
+    if not contained:
+        return out
+    # ``contained`` sits after the resource's metadata, where FHIR puts it.
+    head = ("resourceType", "id", "meta", "implicitRules", "language", "text")
+    ordered: JsonObject = {k: v for k, v in out.items() if k in head}
+    ordered["contained"] = contained
+    ordered.update((k, v) for k, v in out.items() if k not in head and k != "contained")
+    return ordered
+
+
+def _as_contained(resource: JsonObject, local_id: str, taken: set[str]) -> list[JsonObject]:
+    """An entry's resource as a contained resource, and its own contained lifted beside it."""
+    item = _without_container_parts(resource, local_id)
+    renamed = {"": local_id}  # '#' alone: the resource that contained them
+    lifted: list[JsonObject] = []
+    for _, inner in _items(resource.get("contained")):
+        new_id = _fresh_id(inner, taken)
+        if old := _str(inner.get("id")):
+            renamed.setdefault(old, new_id)
+        lifted.append(_without_container_parts(inner, new_id))
+
+    def local_reference(reference: str) -> str | None:
+        if not reference.startswith("#"):
+            return None
+        new = renamed.get(reference[1:])
+        return None if new is None else "#" + new
+
+    for each in (item, *lifted):
+        _rewrite_references(each, local_reference)
+    return [item, *lifted]
+
+
+def _without_container_parts(resource: JsonObject, local_id: str) -> JsonObject:
+    """A copy with a local id; no narrative, resources or version meta (R4 dom-1, -2, -4, -5)."""
+    out: JsonObject = {"resourceType": resource.get("resourceType"), "id": local_id}
+    meta = {
+        k: copy.deepcopy(v)
+        for k, v in (_obj(resource.get("meta")) or {}).items()
+        if k not in _NOT_IN_CONTAINED_META
+    }
+    if meta:
+        out["meta"] = meta
+    out.update(
+        (k, copy.deepcopy(v))
+        for k, v in resource.items()
+        if k not in ("resourceType", "id", "meta", "text", "contained")
+    )
+    return out
+
+
+def _fresh_id(resource: JsonObject, taken: set[str]) -> str:
+    """A readable local id (``patient``, ``practitionerrole-2``) not used yet."""
+    kind = resource.get("resourceType")
+    base = (
+        kind.lower() if isinstance(kind, str) and fhirmodel.is_resource_type(kind) else "resource"
+    )
+    candidate, number = base, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{base}-{number}"
+    taken.add(candidate)
+    return candidate
+
+
+def _rewrite_references(node: Any, new_reference: Callable[[str], str | None]) -> None:
+    """Replace every ``Reference.reference`` for which ``new_reference`` has a new value."""
+    if isinstance(node, list):
+        for item in node:
+            _rewrite_references(item, new_reference)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                new = new_reference(value)
+                if new is not None:
+                    node[key] = new
+            else:
+                _rewrite_references(value, new_reference)
+
+
+def _references(node: Any) -> Iterator[str]:
+    """Every ``Reference.reference`` in a resource (its contained resources included)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield value
+            else:
+                yield from _references(value)
 
 
 # ---------------------------------------------------------------- rendering
