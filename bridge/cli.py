@@ -480,10 +480,13 @@ def route_gp(ctx: Context, practice: str, at: str | None) -> None:
     store = ctx.store()
     org = store.find_org(practice)
     haps = store.list_orgs("hap")
+    opens, closes = ctx.settings().office_hours.window()
     decision = gp_route_for(
         (org.id, org.name),
         (haps[0].id, haps[0].name) if haps else None,
         _moment(at) or datetime.now(UTC),
+        opens,
+        closes,
     )
     for reason in decision.reasons:
         click.echo(f"  - {reason}")

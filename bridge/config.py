@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,26 @@ class DeliverySection(_Section):
     decrypt_timeout_seconds: float = 600.0
 
 
+class OfficeHoursSection(_Section):
+    """When the region's GP practices are open (Amsterdam time, working days, not on Dutch
+    public holidays); outside them a nurse's message also goes to the huisartsenpost."""
+
+    opens: str = "08:00"
+    closes: str = "17:00"
+
+    @model_validator(mode="after")
+    def _times(self) -> OfficeHoursSection:
+        for name in ("opens", "closes"):
+            try:
+                time.fromisoformat(getattr(self, name))
+            except ValueError:
+                raise ValueError(f"{name} must be HH:MM") from None
+        return self
+
+    def window(self) -> tuple[time, time]:
+        return time.fromisoformat(self.opens), time.fromisoformat(self.closes)
+
+
 class EscalationSection(_Section):
     """How long an urgent message may wait for a nurse before it is offered further."""
 
@@ -102,6 +123,7 @@ class Settings(_Section):
     database: DatabaseSection = DatabaseSection()
     delivery: DeliverySection = DeliverySection()
     escalation: EscalationSection = EscalationSection()
+    office_hours: OfficeHoursSection = OfficeHoursSection()
 
     @property
     def data_path(self) -> Path:

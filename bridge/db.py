@@ -305,6 +305,8 @@ class Communication(Base):
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
     practice_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     provider_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    # A nurse's message outside office hours also goes to the region's huisartsenpost.
+    hap_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
     identifier_system: Mapped[str] = mapped_column(String(255))
     identifier_value: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(32))

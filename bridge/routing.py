@@ -294,25 +294,32 @@ class GpDecision:
     reasons: tuple[str, ...]
 
 
-def office_hours(at: datetime) -> tuple[bool, str]:
-    """Whether ``at`` is within GP office hours (Mon-Fri 08:00-17:00 Amsterdam time, not a
-    Dutch public holiday), and why not."""
+def office_hours(
+    at: datetime, opens: time = OFFICE_OPENS, closes: time = OFFICE_CLOSES
+) -> tuple[bool, str]:
+    """Whether ``at`` is within GP office hours (Mon-Fri, by default 08:00-17:00 Amsterdam
+    time, not a Dutch public holiday), and why not."""
     local = at.astimezone(AMSTERDAM)
     holiday = holidays.country_holidays("NL", years=local.year).get(local.date())
     if holiday:
         return False, f"{local.date().isoformat()} is a public holiday ({holiday})"
     if local.weekday() >= 5:
         return False, f"{local.strftime('%A')} is weekend"
-    if not OFFICE_OPENS <= local.time() < OFFICE_CLOSES:
-        return False, f"{local.strftime('%H:%M')} is outside office hours (08:00-17:00)"
+    if not opens <= local.time() < closes:
+        hours = f"{opens.strftime('%H:%M')}-{closes.strftime('%H:%M')}"
+        return False, f"{local.strftime('%H:%M')} is outside office hours ({hours})"
     return True, f"{local.strftime('%A %H:%M')} is within office hours"
 
 
 def gp_route_for(
-    practice: tuple[int, str], hap: tuple[int, str] | None, at: datetime
+    practice: tuple[int, str],
+    hap: tuple[int, str] | None,
+    at: datetime,
+    opens: time = OFFICE_OPENS,
+    closes: time = OFFICE_CLOSES,
 ) -> GpDecision:
     """A nurse's question goes to the patient's practice in office hours, else to the HAP."""
-    open_now, why = office_hours(at)
+    open_now, why = office_hours(at, opens, closes)
     if open_now:
         return GpDecision(practice[0], practice[1], True, (why, f"-> practice {practice[1]}"))
     if hap is None:

@@ -32,13 +32,13 @@ import httpx
 from adapters import fhir_r4
 from bridge import cases, dialects
 from bridge.audit import Access
-from bridge.canonical import CaseMessage, Party, Reply
+from bridge.canonical import CaseMessage, Party, Patient, Reply
 from bridge.config import Settings
-from bridge.directory import ClientRef
+from bridge.directory import ClientRef, OrgRef
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.identifiers import pc4
 from bridge.matrix import Device, MatrixApi, MatrixError
-from bridge.routing import Decision
+from bridge.routing import Decision, gp_route_for
 from bridge.store import (
     CaseRef,
     EscalationWork,
@@ -72,6 +72,7 @@ class Bridge:
         self._ghosts: dict[str, Device] = {}
         self._profiles_set: set[tuple[str, str]] = set()
         self._prepared: dict[tuple[str, str], list[str]] = {}
+        self._haps_invited: set[tuple[str, int]] = set()
         self._key_requested: set[str] = set()
         self._outbox_wake = asyncio.Event()
         self._events_wake = asyncio.Event()
@@ -473,14 +474,67 @@ class Bridge:
             return reply, fhir_r4.render_reply(reply, last_updated=now)
 
         access = Access(f"matrix:{ev.sender}", org.code, "matrix")
+        hap = await self._out_of_hours_hap(case, sent)
         stored = await asyncio.to_thread(
-            self.store.add_reply, case, ev.event_id, org, render, access
+            self.store.add_reply, case, ev.event_id, org, render, access, hap.id if hap else None
         )
+        if stored is not None and hap is not None:
+            question = f"{name} ({org.name}): {text}"
+            await self._bring_in_hap(case, hap, question, original.patient if original else None)
         await asyncio.to_thread(self.store.acknowledge_case, case.id, sent)
         await asyncio.to_thread(self.store.event_done, ev.event_id)
         if stored is not None:
             log.info("reply %s stored for case %s", stored.id, case.number)
             self._push_wake.set()
+
+    async def _out_of_hours_hap(self, case: CaseRef, at: datetime) -> OrgRef | None:
+        """The huisartsenpost, if a nurse's message at ``at`` falls outside office hours."""
+        haps = await asyncio.to_thread(self.store.list_orgs, "hap")
+        opens, closes = self.settings.office_hours.window()
+        decision = gp_route_for(
+            (case.practice.id, case.practice.name),
+            (haps[0].id, haps[0].name) if haps else None,
+            at,
+            opens,
+            closes,
+        )
+        if decision.in_office_hours or decision.org_id is None:
+            return None
+        return haps[0]
+
+    async def _bring_in_hap(
+        self, case: CaseRef, hap: OrgRef, question: str, patient: Patient | None
+    ) -> None:
+        """Out of hours, the huisartsenpost's doctors (those with a Matrix ID) are invited
+        to the case room, and the bot forwards the patient context and the nurse's message
+        (they could not decrypt what was sent before); once per room."""
+        if case.room_id is None or (case.room_id, hap.id) in self._haps_invited:
+            return
+        self._haps_invited.add((case.room_id, hap.id))
+        doctors = [
+            p.matrix_id
+            for p in await asyncio.to_thread(self.store.list_practitioners)
+            if p.org.id == hap.id and p.matrix_id
+        ]
+        members = await self.api.members(case.room_id)
+        for doctor in doctors:
+            if members.get(doctor) not in ("join", "invite"):
+                try:
+                    await self.api.invite(case.room_id, doctor)
+                except MatrixError as exc:
+                    log.warning("could not invite the huisartsenpost to %s: %s", case.room_id, exc)
+        lines = [
+            f"Buiten praktijkuren: berichten van de wijkverpleging gaan ook naar {hap.name}.",
+            f"Casus {case.number} · {case.care_type.display} · praktijk {case.practice.name}",
+        ]
+        if patient is not None:
+            lines += cases.patient_context_lines(patient)
+        lines += ["", question]
+        notice = {"msgtype": "m.notice", "body": "\n".join(lines)}
+        try:
+            await self.bot.send(case.room_id, notice, txn_id=f"wijkbrug-hap-{case.id}-{hap.id}")
+        except MatrixError as exc:
+            log.warning("could not tell room %s about the huisartsenpost: %s", case.room_id, exc)
 
     async def _is_team_member(self, user_id: str) -> bool:
         return await asyncio.to_thread(self.store.organisation_of_member, user_id) is not None

@@ -286,7 +286,7 @@ class Store(Directory):
     ) -> StoredCommunication | None:
         with self.session() as s:
             comm = s.get(Communication, comm_id)
-            if comm is None or org.id not in (comm.practice_id, comm.provider_id):
+            if comm is None or org.id not in (comm.practice_id, comm.provider_id, comm.hap_id):
                 return None
             self._audit(
                 s,
@@ -313,7 +313,11 @@ class Store(Directory):
     ) -> tuple[list[StoredCommunication], int]:
         """The organisation's communications, oldest update first; returns (page, total)."""
         query = select(Communication).where(
-            or_(Communication.practice_id == org.id, Communication.provider_id == org.id)
+            or_(
+                Communication.practice_id == org.id,
+                Communication.provider_id == org.id,
+                Communication.hap_id == org.id,
+            )
         )
         if updated_after is not None:
             query = query.where(
@@ -587,8 +591,10 @@ class Store(Directory):
         author_org: OrgRef,
         render: Any,
         access: Access = SYSTEM,
+        hap_id: int | None = None,
     ) -> StoredCommunication | None:
-        """Store a nurse's answer from the room as a Communication for the practice.
+        """Store a nurse's answer from the room as a Communication for the practice (and,
+        outside office hours, for the huisartsenpost ``hap_id``).
 
         ``render(comm_id, in_response_to, now)`` builds the canonical :class:`Reply` and
         its FHIR resource. Every push client of the practice gets a push item in the same
@@ -609,6 +615,7 @@ class Store(Directory):
                 author_org_id=author_org.id,
                 practice_id=case.practice.id,
                 provider_id=case.provider.id,
+                hap_id=hap_id,
                 identifier_system="https://wijkbrug.nl/fhir/NamingSystem/message",
                 identifier_value=comm_id,
                 status=resource.get("status", "completed"),
@@ -630,7 +637,16 @@ class Store(Directory):
                 patient=self._patient_of(s, comm),
                 obj=f"Communication/{comm_id}",
             )
-            for client_id in self._push_targets(s, case, latest):
+            targets = self._push_targets(s, case, latest)
+            if hap_id is not None:
+                targets += s.scalars(
+                    select(Client.id).where(
+                        Client.org_id == hap_id,
+                        Client.push_url.is_not(None),
+                        Client.revoked_at.is_(None),
+                    )
+                )
+            for client_id in targets:
                 s.add(PushItem(client_id=client_id, communication_id=comm_id, next_attempt_at=now))
             return self._stored(comm)
 

@@ -62,3 +62,11 @@ def test_registration_claims_the_ghost_namespace_exclusively() -> None:
         {"exclusive": True, "regex": r"@wijkbrug_.*:zorg\.nl"},
     ]
     assert reg["as_token"] == "a" and reg["hs_token"] == "b"
+
+
+def test_office_hours_are_checked() -> None:
+    base = {"appservice": {"as_token": "a", "hs_token": "b"}}
+    settings = parse_settings({**base, "office_hours": {"opens": "07:30", "closes": "18:00"}})
+    assert [t.isoformat() for t in settings.office_hours.window()] == ["07:30:00", "18:00:00"]
+    with pytest.raises(ConfigError, match=r"office_hours"):
+        parse_settings({**base, "office_hours": {"opens": "half acht"}})

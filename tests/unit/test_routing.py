@@ -3,7 +3,7 @@ validity, team coverage, the other direction (office hours, holidays), with a fa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -189,3 +189,13 @@ def test_nurse_question_goes_to_practice_or_huisartsenpost() -> None:
     night = gp_route_for(practice, hap, datetime(2026, 11, 25, 22, 0, tzinfo=UTC))
     assert night.org_id == 9 and "huisartsenpost" in night.reasons[-1]
     assert gp_route_for(practice, None, datetime(2026, 12, 25, 9, tzinfo=UTC)).org_id is None
+
+
+def test_regional_office_hours_window() -> None:
+    evening = datetime(2026, 11, 25, 17, 30, tzinfo=UTC)  # 18:30 in Amsterdam
+    assert not office_hours(evening)[0]
+    assert office_hours(evening, time(8, 0), time(19, 0))[0]
+    assert (
+        "outside office hours (08:00-19:00)"
+        in office_hours(datetime(2026, 11, 25, 18, 30, tzinfo=UTC), time(8, 0), time(19, 0))[1]
+    )
