@@ -254,6 +254,33 @@ class RoutingTable:
                 return team
         return "every team of the provider is full for this care type now"
 
+    def chosen(
+        self,
+        care_type: CareType,
+        postcode: str,
+        provider_id: int,
+        provider_name: str,
+        at: datetime,
+    ) -> Decision:
+        """The sender named the provider (``recipient``): no preferred-provider lookup, but
+        the provider still needs a team that can take the case now."""
+        normal = normalise_postcode(postcode)
+        area = pc4(normal) if normal else None
+        reason = f"the sender chose {provider_name} as recipient"
+        team = self.team_for(provider_id, care_type, area, at) if area is not None else None
+        if team is None:
+            why = "but it has no team that can take this care type and area now"
+            return Decision(care_type, area, None, None, None, None, (f"{reason}, {why}",))
+        return Decision(
+            care_type,
+            area,
+            provider_id,
+            provider_name,
+            team.id,
+            None,
+            (f"{reason}; team {team.name}",),
+        )
+
     def team_for(
         self, provider_id: int, care_type: CareType, area: int, at: datetime
     ) -> TeamCoverage | None:

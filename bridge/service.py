@@ -163,7 +163,7 @@ class Bridge:
             if existing is not None:
                 plans.append((msg, existing, None))
                 continue
-            decision = self.store.decide(msg.care_type, msg.patient.postcode, priority=msg.priority)
+            decision = self._decide(msg)
             if not decision.routed:
                 self.store.record_decision(decision, msg.priority, client.org.id)
                 where = "Communication.subject.resolve().address.postalCode"
@@ -187,6 +187,31 @@ class Bridge:
             else self._store_new(client, msg, decision, access)
             for msg, existing, decision in plans
         ]
+
+    def _decide(self, msg: CaseMessage) -> Decision:
+        """The preferred provider, or the provider the sender named as recipient."""
+        if msg.recipient_ura is None:
+            return self.store.decide(msg.care_type, msg.patient.postcode, priority=msg.priority)
+        try:
+            provider = self.store.find_org(msg.recipient_ura)
+        except WijkbrugError:
+            provider = None
+        if provider is None or provider.kind != "provider":
+            raise WijkbrugError(
+                ErrorCode.NO_ROUTE,
+                "the recipient is not a home-care provider known in this region",
+                [
+                    Issue(
+                        ErrorCode.NO_ROUTE,
+                        "unknown recipient provider (URA); leave recipient out to route to "
+                        "the preferred provider",
+                        "Communication.recipient",
+                    )
+                ],
+            )
+        return self.store.routing_table().chosen(
+            msg.care_type, msg.patient.postcode, provider.id, provider.name, datetime.now(UTC)
+        )
 
     def _store_new(
         self, client: ClientRef, msg: CaseMessage, decision: Decision | None, access: Access

@@ -296,3 +296,31 @@ async def test_appservice_transactions_need_the_hs_token_and_are_idempotent(site
         assert (await http.put(url, json={"events": []}, headers=auth)).status_code == 200
         bad = await http.put(url + "b", content=b"[", headers=auth)
         assert bad.status_code == 400 and bad.json()["errcode"] == "M_NOT_JSON"
+
+
+async def test_nictiz_examples_in_a_transaction_bundle_reach_the_nurse(
+    site: Site, nurse: JsClient
+) -> None:
+    """A Communication built around the published Nictiz zib2020 examples (Patient,
+    Practitioner, PractitionerRole, Organization), as a transaction Bundle, routes and
+    reaches a case room with the Nictiz patient's context."""
+    from tests.unit.test_fhir_r4_bundles import bundle, parts
+    from tests.unit.test_fhir_r4_bundles import communication as nictiz_communication
+
+    site.bridge.cli(
+        "route", "add", "--care-type", "wondzorg", "--pc4", "1011-1018", "--provider", "12345678"
+    )
+    entries = parts()
+    url, _ = entries["Communication"]
+    entries["Communication"] = (url, nictiz_communication(recipient=None))
+    async with httpx.AsyncClient(base_url=site.bridge.url, timeout=30) as http:
+        posted = await http.post(
+            "/fhir/Communication",
+            content=json.dumps(bundle("transaction", entries)),
+            headers=fhir_headers(site.practice_token),
+        )
+        assert posted.status_code == 201, posted.text
+    msg = await nurse.wait_for("message", lambda e: "van Putten" in e["body"], timeout=60)
+    assert "111222333" in msg["body"] and "1012 NX" in msg["body"]
+    contained = msg["content"]["nl.wijkbrug.fhir"]["contained"]
+    assert {r["resourceType"] for r in contained} >= {"Patient", "PractitionerRole"}

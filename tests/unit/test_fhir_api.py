@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,8 @@ from bridge.config import generate_config, load_settings
 from bridge.service import Bridge
 from bridge.web.app import create_app
 from tests.support.examples import message, region
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -173,3 +176,40 @@ def test_xml_when_asked_for_errors_included(api: tuple[TestClient, Bridge, str, 
     assert denied.status_code == 401 and "<OperationOutcome " in denied.text
     plain = client.get(f"/fhir/Communication/{comm_id}", headers=auth(token))
     assert plain.json()["id"] == comm_id
+
+
+def test_a_recipient_chosen_by_the_sender_is_honoured(
+    api: tuple[TestClient, Bridge, str, str],
+) -> None:
+    client, bridge, token, _ = api
+    bridge.store.add_org("provider", "Buurtzorg Centrum", agb=None, ura="87654321")
+    bridge.store.add_team("87654321", "Centrum", ["@n9:localhost"])
+    example = json.loads(
+        (REPO / "fhir" / "examples" / "Communication-wondzorg-example.json").read_text()
+    )
+
+    def post(ura: str, ident: str) -> Any:
+        body = {
+            **example,
+            "identifier": [{"system": "urn:oid:2.16.528.1.1007.3.3.01234567.1", "value": ident}],
+            "recipient": [
+                {
+                    "identifier": {"system": "http://fhir.nl/fhir/NamingSystem/ura", "value": ura},
+                    "display": "gekozen aanbieder",
+                }
+            ],
+        }
+        return client.post(
+            "/fhir/Communication",
+            content=json.dumps(body),
+            headers={**auth(token), "Content-Type": "application/fhir+json"},
+        )
+
+    chosen = post("87654321", "r-1")  # not the preferred provider of 1092, but chosen
+    assert chosen.status_code == 201, chosen.text
+    decision = bridge.store.recent_decisions(1)[0]
+    assert decision["provider"] == "Buurtzorg Centrum"
+    assert "the sender chose Buurtzorg Centrum" in decision["reasons"][0]
+    unknown = post("11111111", "r-2")
+    assert unknown.status_code == 422
+    assert unknown.json()["issue"][0]["expression"] == ["Communication.recipient"]
