@@ -47,6 +47,7 @@ test: $(STAMP) $(JS_STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.routing
+	$(BIN)/python -m benchmarks.dialects
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules .pytest_cache .mypy_cache .ruff_cache
