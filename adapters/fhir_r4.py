@@ -31,6 +31,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from adapters.fhir_media import FHIR_JSON as FHIR_JSON
+from adapters.fhir_media import FHIR_XML as FHIR_XML
+from adapters.fhir_media import FhirMedia
 from bridge import fhirmodel
 from bridge.canonical import (
     CARE_TYPE_SYSTEM,
@@ -59,8 +62,6 @@ from bridge.identifiers import (
 )
 
 NAME = "fhir-r4"
-FHIR_JSON = "application/fhir+json"
-FHIR_XML = "application/fhir+xml"
 MEDIA_TYPES = (FHIR_JSON, "application/json", FHIR_XML, "application/xml")
 
 JsonObject = dict[str, Any]
@@ -80,7 +81,6 @@ STATUSES = frozenset(
 )
 _CARE_CODES = ", ".join(c.value for c in CareType)
 _PRIORITIES = ", ".join(p.value for p in Priority)
-_TOKEN = re.compile(r"^[A-Za-z0-9!#$&^_.+\-]{1,80}/[A-Za-z0-9!#$&^_.+\-]{1,80}$")
 
 # Local ids of the resources contained in a rendered reply.
 _PATIENT_ID = "patient"
@@ -94,51 +94,20 @@ _ROLE_ID = "sender-role"
 
 def media_format(content_type: str) -> str:
     """``"json"`` or ``"xml"`` for a Content-Type header; ``WijkbrugError`` if unsupported."""
-    mime, _, raw_params = content_type.partition(";")
-    mime = mime.strip().lower() or FHIR_JSON
-    params = dict(
-        (key.strip().lower(), value.strip().strip('"').lower())
-        for key, _, value in (p.partition("=") for p in raw_params.split(";") if p.strip())
-    )
-    if mime not in MEDIA_TYPES:
-        shown = f"{mime} is" if _TOKEN.match(mime) else "this media type is"
-        raise WijkbrugError(
-            ErrorCode.NOT_SUPPORTED,
-            f"{shown} not supported; send one of {', '.join(MEDIA_TYPES)}",
-        )
-    if params.get("charset", "utf-8") != "utf-8":
-        raise WijkbrugError(ErrorCode.NOT_SUPPORTED, "only the UTF-8 charset is supported")
-    version = params.get("fhirversion")
-    if version is not None and version not in ("4.0", "4.0.1"):
-        raise WijkbrugError(
-            ErrorCode.NOT_SUPPORTED,
-            "this endpoint speaks FHIR 4.0 (R4); STU3 senders use /fhir/stu3",
-        )
-    return "xml" if mime in (FHIR_XML, "application/xml") else "json"
+    return _MEDIA.media_format(content_type)
 
 
 def response_media_type(accept: str | None, format_param: str | None = None) -> str:
     """The media type to answer in: ``_format`` first, then ``Accept``; JSON by default."""
-    if format_param:
-        wanted = format_param.strip().lower()
-        return FHIR_XML if wanted in ("xml", "text/xml", FHIR_XML, "application/xml") else FHIR_JSON
-    best, best_q = FHIR_JSON, 0.0
-    for part in (accept or "").split(","):
-        mime, _, params = part.partition(";")
-        mime = mime.strip().lower()
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if mime in (FHIR_XML, "application/xml", "text/xml") and q > best_q:
-            best, best_q = FHIR_XML, q
-        elif mime in (FHIR_JSON, "application/json", "*/*", "application/*") and q > best_q:
-            best, best_q = FHIR_JSON, q
-    return best
+    return _MEDIA.response_media_type(accept, format_param)
+
+
+_MEDIA = FhirMedia(
+    (FHIR_JSON, "application/json"),
+    (FHIR_XML, "application/xml"),
+    ("4.0", "4.0.1"),
+    "this endpoint speaks FHIR 4.0 (R4); STU3 senders use /fhir/stu3",
+)
 
 
 def to_xml(resource: JsonObject) -> bytes:

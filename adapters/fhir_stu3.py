@@ -66,14 +66,15 @@ from datetime import datetime
 from typing import Any
 
 from adapters import fhir_r4
+from adapters.fhir_media import FHIR_JSON as FHIR_JSON
+from adapters.fhir_media import FHIR_XML as FHIR_XML
+from adapters.fhir_media import FhirMedia
 from bridge import fhirmodel
 from bridge.canonical import CaseMessage, Priority, Reply
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.identifiers import OID_TO_SYSTEM
 
 NAME = "fhir-stu3"
-FHIR_JSON = "application/fhir+json"
-FHIR_XML = "application/fhir+xml"
 # STU3 introduced the fhir+ types; systems of that era still send the DSTU2 spellings.
 _JSON_TYPES = (FHIR_JSON, "application/json", "application/json+fhir")
 _XML_TYPES = (FHIR_XML, "application/xml", "application/xml+fhir")
@@ -109,7 +110,6 @@ STATUSES = frozenset(
 _STATUS_TO_R4 = {"suspended": "on-hold", "aborted": "stopped"}
 _STATUS_FROM_R4 = {"on-hold": "suspended", "stopped": "aborted", "not-done": "aborted"}
 _PRIORITIES = ", ".join(p.value for p in Priority)
-_TOKEN = re.compile(r"^[A-Za-z0-9!#$&^_.+\-]{1,80}/[A-Za-z0-9!#$&^_.+\-]{1,80}$")
 
 # What an R4 sender may write that STU3 says differently, for a useful diagnostic.
 _R4_ONLY = {
@@ -127,51 +127,20 @@ _R4_ONLY = {
 
 def media_format(content_type: str) -> str:
     """``"json"`` or ``"xml"`` for a Content-Type header; ``WijkbrugError`` if unsupported."""
-    mime, _, raw_params = content_type.partition(";")
-    mime = mime.strip().lower() or FHIR_JSON
-    params = dict(
-        (key.strip().lower(), value.strip().strip('"').lower())
-        for key, _, value in (p.partition("=") for p in raw_params.split(";") if p.strip())
-    )
-    if mime not in MEDIA_TYPES:
-        shown = f"{mime} is" if _TOKEN.match(mime) else "this media type is"
-        raise WijkbrugError(
-            ErrorCode.NOT_SUPPORTED,
-            f"{shown} not supported; send one of {', '.join(MEDIA_TYPES)}",
-        )
-    if params.get("charset", "utf-8") != "utf-8":
-        raise WijkbrugError(ErrorCode.NOT_SUPPORTED, "only the UTF-8 charset is supported")
-    version = params.get("fhirversion")
-    if version is not None and version not in FHIR_VERSIONS:
-        raise WijkbrugError(
-            ErrorCode.NOT_SUPPORTED,
-            "this endpoint speaks FHIR 3.0 (STU3); R4 senders use /fhir",
-        )
-    return "xml" if mime in _XML_TYPES else "json"
+    return _MEDIA.media_format(content_type)
 
 
 def response_media_type(accept: str | None, format_param: str | None = None) -> str:
     """The media type to answer in: ``_format`` first, then ``Accept``; JSON by default."""
-    if format_param:
-        wanted = format_param.strip().lower()
-        return FHIR_XML if wanted in ("xml", "text/xml", *_XML_TYPES) else FHIR_JSON
-    best, best_q = FHIR_JSON, 0.0
-    for part in (accept or "").split(","):
-        mime, _, params = part.partition(";")
-        mime = mime.strip().lower()
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if (mime in _XML_TYPES or mime == "text/xml") and q > best_q:
-            best, best_q = FHIR_XML, q
-        elif mime in (*_JSON_TYPES, "*/*", "application/*") and q > best_q:
-            best, best_q = FHIR_JSON, q
-    return best
+    return _MEDIA.response_media_type(accept, format_param)
+
+
+_MEDIA = FhirMedia(
+    _JSON_TYPES,
+    _XML_TYPES,
+    FHIR_VERSIONS,
+    "this endpoint speaks FHIR 3.0 (STU3); R4 senders use /fhir",
+)
 
 
 def to_xml(resource: JsonObject) -> bytes:
