@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -114,6 +114,9 @@ class PendingEvent:
     event: dict[str, Any]
     attempts: int
     received_at: datetime
+
+
+_Queued = TypeVar("_Queued", OutboxItem, PushItem)
 
 
 class Store(Directory):
@@ -382,22 +385,26 @@ class Store(Directory):
 
     # ------------------------------------------------------------------ outbox
 
+    def _due(self, s: Session, model: type[_Queued], limit: int, now: datetime) -> list[_Queued]:
+        """Pending rows of a work queue whose time has come, oldest first; locked for this
+        transaction and skipped by other workers' (PostgreSQL ``SKIP LOCKED``)."""
+        query = (
+            select(model)
+            .where(model.state == "pending", model.next_attempt_at <= now)
+            .order_by(model.id)
+            .limit(limit)
+        )
+        if self._skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        return list(s.scalars(query))
+
     def claim_outbox(self, limit: int = 10, lease: float = 30.0) -> list[OutboxWork]:
         """Take due outbox items for this worker (a lease, so a crashed worker's items
         come back after ``lease`` seconds; SKIP LOCKED lets several workers share)."""
         now = utcnow()
         with self.session() as s:
-            query = (
-                select(OutboxItem)
-                .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now)
-                .order_by(OutboxItem.id)
-                .limit(limit)
-            )
-            if self._skip_locked:
-                query = query.with_for_update(skip_locked=True)
-            items = list(s.scalars(query))
             work = []
-            for item in items:
+            for item in self._due(s, OutboxItem, limit, now):
                 # Messages of one case go out in order: skip if an older one is pending.
                 older = s.scalar(
                     select(func.count())
@@ -673,16 +680,8 @@ class Store(Directory):
         """Due pushes (leased, SKIP LOCKED like the outbox)."""
         now = utcnow()
         with self.session() as s:
-            query = (
-                select(PushItem)
-                .where(PushItem.state == "pending", PushItem.next_attempt_at <= now)
-                .order_by(PushItem.id)
-                .limit(limit)
-            )
-            if self._skip_locked:
-                query = query.with_for_update(skip_locked=True)
             work = []
-            for item in s.scalars(query):
+            for item in self._due(s, PushItem, limit, now):
                 item.next_attempt_at = now + timedelta(seconds=lease)
                 client = s.get(Client, item.client_id)
                 comm = s.get(Communication, item.communication_id)

@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from bridge.directory import AdminRef
 from bridge.errors import ErrorCode, WijkbrugError
 from bridge.identifiers import is_matrix_user_id, normalise_postcode
 from bridge.routing import AMSTERDAM, PC4_MAX, PC4_MIN
+from bridge.service import Bridge
 from bridge.store import Store
 from bridge.web import admin_api
 from bridge.web.admin_api import FullRequest, RouteRequest, TeamRequest
@@ -579,22 +581,9 @@ _TEAM_LABELS = {"provider": "Aanbieder", "name": "Naam", "members": "Leden", "pc
 @router.post("/routes")
 async def add_route(request: Request, bridge: BridgeDep) -> Response:
     """Add a route from the form."""
-    store = bridge.store
-    guard = await _form_admin(request, store)
-    if isinstance(guard, Response):
-        return guard
-    admin, form = guard
-    state = FormState(_values(form))
-    try:
-        route = _route_request(form, state)
-        route_id = await asyncio.to_thread(admin_api.add_route, store, admin, route)
-    except Invalid:
-        return await asyncio.to_thread(_page, request, store, admin, {"route": state}, 400)
-    except WijkbrugError as exc:
-        _refusal(state, exc, _ROUTE_LABELS)
-        forms = {"route": state}
-        return await asyncio.to_thread(_page, request, store, admin, forms, exc.status)
-    return _back("route-added", route_id)
+    return await _form_action(
+        request, bridge, "route", _ROUTE_LABELS, _route_request, admin_api.add_route, "route-added"
+    )
 
 
 @router.post("/routes/{route_id}/remove")
@@ -618,22 +607,9 @@ async def remove_route(route_id: str, request: Request, bridge: BridgeDep) -> Re
 @router.post("/availability")
 async def mark_full(request: Request, bridge: BridgeDep) -> Response:
     """Mark a provider or team full until a day (inclusive)."""
-    store = bridge.store
-    guard = await _form_admin(request, store)
-    if isinstance(guard, Response):
-        return guard
-    admin, form = guard
-    state = FormState(_values(form))
-    try:
-        full = _full_request(form, state)
-        block_id = await asyncio.to_thread(admin_api.mark_full, store, admin, full)
-    except Invalid:
-        return await asyncio.to_thread(_page, request, store, admin, {"full": state}, 400)
-    except WijkbrugError as exc:
-        _refusal(state, exc, _FULL_LABELS)
-        forms = {"full": state}
-        return await asyncio.to_thread(_page, request, store, admin, forms, exc.status)
-    return _back("full-added", block_id)
+    return await _form_action(
+        request, bridge, "full", _FULL_LABELS, _full_request, admin_api.mark_full, "full-added"
+    )
 
 
 @router.post("/availability/{block_id}/clear")
@@ -657,19 +633,43 @@ async def clear_full(block_id: str, request: Request, bridge: BridgeDep) -> Resp
 @router.post("/teams")
 async def add_team(request: Request, bridge: BridgeDep) -> Response:
     """Add a team to a provider from the form."""
+    return await _form_action(
+        request,
+        bridge,
+        "team",
+        _TEAM_LABELS,
+        _team_request,
+        admin_api.add_team,
+        "team-added",
+        multi=("care_types",),
+    )
+
+
+async def _form_action(
+    request: Request,
+    bridge: Bridge,
+    key: str,
+    labels: dict[str, str],
+    parse: Callable[[Any, FormState], Any],
+    act: Callable[[Store, AdminRef, Any], int],
+    done: str,
+    *,
+    multi: tuple[str, ...] = (),
+) -> Response:
+    """A form that adds something: check the form, let the admin API do it within the
+    admin's scope, and show the page again with the input kept and the problem beside its
+    field, or go back to the section with a confirmation."""
     store = bridge.store
     guard = await _form_admin(request, store)
     if isinstance(guard, Response):
         return guard
     admin, form = guard
-    state = FormState(_values(form, "care_types"))
+    state = FormState(_values(form, *multi))
     try:
-        team = _team_request(form, state)
-        team_id = await asyncio.to_thread(admin_api.add_team, store, admin, team)
+        new_id = await asyncio.to_thread(act, store, admin, parse(form, state))
     except Invalid:
-        return await asyncio.to_thread(_page, request, store, admin, {"team": state}, 400)
+        return await asyncio.to_thread(_page, request, store, admin, {key: state}, 400)
     except WijkbrugError as exc:
-        _refusal(state, exc, _TEAM_LABELS)
-        forms = {"team": state}
-        return await asyncio.to_thread(_page, request, store, admin, forms, exc.status)
-    return _back("team-added", team_id)
+        _refusal(state, exc, labels)
+        return await asyncio.to_thread(_page, request, store, admin, {key: state}, exc.status)
+    return _back(done, new_id)
