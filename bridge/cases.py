@@ -60,7 +60,7 @@ def patient_context_lines(patient: Patient) -> list[str]:
     return [
         f"Patiënt: {patient.name or 'naam onbekend'}",
         f"Geboortedatum: {_format_date(patient.birth_date)}",
-        f"BSN: {patient.bsn}",
+        f"BSN: {patient.bsn or 'onbekend'}",
         f"Postcode: {_format_postcode(patient.postcode)}",
     ]
 

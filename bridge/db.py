@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -271,7 +272,18 @@ class Case(Base):
     """One patient matter between one practice and one provider = one encrypted room."""
 
     __tablename__ = "cases"
-    __table_args__ = (UniqueConstraint("patient_key", "practice_id", "provider_id"),)
+    # One open case per patient, practice and provider; closed cases stay as history.
+    __table_args__ = (
+        Index(
+            "uq_cases_open_patient",
+            "patient_key",
+            "practice_id",
+            "provider_id",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str | None] = mapped_column(String(32), unique=True)
     patient_key: Mapped[str] = mapped_column(String(64))

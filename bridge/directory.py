@@ -386,6 +386,19 @@ class Directory(AuditTrail):
                 ErrorCode.CONFLICT, "a practitioner with that AGB or Matrix ID exists already"
             ) from None
 
+    def practitioner_by_matrix_id(self, matrix_id: str) -> PractitionerRef | None:
+        """The practitioner who chats as ``matrix_id``, if the directory knows her."""
+        with self.session() as s:
+            row = s.execute(
+                select(Practitioner, Organisation)
+                .join(Organisation, Practitioner.org_id == Organisation.id)
+                .where(Practitioner.matrix_id == matrix_id)
+            ).first()
+            if row is None:
+                return None
+            p, o = row
+            return PractitionerRef(p.id, p.name, org_ref(o), p.agb, p.uzi, p.big, p.matrix_id)
+
     def list_practitioners(self) -> list[PractitionerRef]:
         with self.session() as s:
             rows = s.execute(
@@ -907,3 +920,19 @@ class Directory(AuditTrail):
     def count_orgs(self) -> int:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(Organisation)) or 0)
+
+    # ---- policy helpers
+
+    def is_registered_user(self, matrix_id: str) -> bool:
+        """Whether ``matrix_id`` is a provider team's member or a practitioner (practice,
+        huisartsenpost): the people the homeserver lets into case rooms besides the bridge."""
+        with self.session() as s:
+            member = s.scalar(
+                select(TeamMember.team_id).where(TeamMember.matrix_id == matrix_id).limit(1)
+            )
+            if member is not None:
+                return True
+            practitioner = s.scalar(
+                select(Practitioner.id).where(Practitioner.matrix_id == matrix_id).limit(1)
+            )
+            return practitioner is not None

@@ -220,6 +220,19 @@ class MatrixApi:
             "POST", f"/_matrix/client/v3/join/{quote(room_id)}", json={}, as_user=as_user
         )
 
+    async def leave(self, room_id: str, as_user: str) -> None:
+        await self._call(
+            "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", json={}, as_user=as_user
+        )
+
+    async def make_read_only(self, room_id: str) -> None:
+        """Only the bot (the creator) may still send: a closed case's room stays readable."""
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.power_levels/"
+        levels = await self._call("GET", path)
+        levels["events_default"] = 100
+        levels["users"] = {}
+        await self._call("PUT", path, json=levels)
+
     async def members(self, room_id: str) -> dict[str, str]:
         """user_id -> membership of everyone in the room's member list."""
         body = await self._call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/members")

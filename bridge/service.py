@@ -30,13 +30,13 @@ from typing import Any
 import httpx
 
 from adapters import fhir_r4
-from bridge import cases, dialects
+from bridge import cases, chat, dialects
 from bridge.audit import Access
 from bridge.canonical import CaseMessage, Party, Patient, Reply
 from bridge.config import Settings
 from bridge.directory import ClientRef, OrgRef
 from bridge.errors import ErrorCode, Issue, WijkbrugError
-from bridge.identifiers import pc4
+from bridge.identifiers import CASE_SYSTEM, pc4
 from bridge.matrix import Device, MatrixApi, MatrixError
 from bridge.routing import Decision, gp_route_for
 from bridge.store import (
@@ -217,6 +217,16 @@ class Bridge:
         self, client: ClientRef, msg: CaseMessage, decision: Decision | None, access: Access
     ) -> tuple[StoredCommunication, bool]:
         assert decision is not None
+        return self._store_new_for(client.org, msg, decision, access, client.id)
+
+    def _store_new_for(
+        self,
+        practice: OrgRef,
+        msg: CaseMessage,
+        decision: Decision,
+        access: Access,
+        client_id: int | None,
+    ) -> tuple[StoredCommunication, bool]:
 
         def render(comm_id: str, number: str, now: datetime) -> dict[str, Any]:
             return fhir_r4.communication_for_case_message(
@@ -224,10 +234,10 @@ class Bridge:
             )
 
         stored, created = self.store.accept_message(
-            client.org, msg, decision, render, access, client_id=client.id
+            practice, msg, decision, render, access, client_id=client_id
         )
         if created:
-            self.store.record_decision(decision, msg.priority, client.org.id, stored.case_id)
+            self.store.record_decision(decision, msg.priority, practice.id, stored.case_id)
             log.info("accepted communication %s (case %s)", stored.id, stored.case_id)
         return stored, created
 
@@ -246,13 +256,17 @@ class Bridge:
     async def _deliver(self, item: OutboxWork) -> None:
         delivery = self.settings.delivery
         try:
-            ghost = await self._ghost_for(item.message.sender)
-            room_id, team = await self._prepare_room(item, ghost.user_id)
+            chat_user = item.message.sender.matrix_id
+            # A case started from chat is posted by the bot; the GP herself is invited.
+            sender = self.bot if chat_user else await self._ghost_for(item.message.sender)
+            room_id, team = await self._prepare_room(item, sender.user_id, chat_user)
             first = not item.case.context_sent
             content = cases.message_content(
                 item.message, item.case.number, item.communication_id, first=first
             )
-            event_id = await ghost.send(
+            if chat_user:
+                content["body"] = f"{item.message.sender.name} schrijft:\n" + content["body"]
+            event_id = await sender.send(
                 room_id,
                 content,
                 txn_id=f"wijkbrug-out-{item.item_id}",
@@ -311,38 +325,42 @@ class Bridge:
         await self.api.set_displayname(user_id, display)
         self._profiles_set.add((user_id, display))
 
-    async def _create_room(self, item: OutboxWork, ghost_id: str) -> str:
-        """Create the case room (private, encrypted) with the ghost invited."""
+    async def _create_room(self, item: OutboxWork, speaker_id: str) -> str:
+        """Create the case room (private, encrypted); ``speaker_id`` is the GP's ghost or,
+        for a case from chat, the GP's own account."""
         case = item.case
         room_id = await self.api.create_room(
             name=cases.room_name(case.number, case.care_type),
             topic=cases.room_topic(
                 case.number, case.care_type, case.practice.name, case.provider.name
             ),
-            invite=[ghost_id],
+            invite=[],
             # The bot creates the room and so holds its top power level (in room
             # version 12 a creator must not be listed in the power levels at all).
-            power_users={ghost_id: 50},
+            power_users={speaker_id: 50},
         )
         # Persist at once: the room is the case's from now on, whatever happens next.
         await asyncio.to_thread(self.store.set_case_room, case.id, room_id)
         log.info("created room %s for case %s", room_id, case.number)
         return room_id
 
-    async def _prepare_room(self, item: OutboxWork, ghost_id: str) -> tuple[str, list[str]]:
-        """The case room with the ghost joined and the team invited (also after a crash
-        between those steps); returns the room and the team members in it."""
-        room_id = item.case.room_id or await self._create_room(item, ghost_id)
-        known = self._prepared.get((room_id, ghost_id))
+    async def _prepare_room(
+        self, item: OutboxWork, sender_id: str, chat_user: str | None = None
+    ) -> tuple[str, list[str]]:
+        """The case room with the sending ghost joined and the team (and, for a case from
+        chat, the GP) invited, also after a crash between those steps; returns the room
+        and the people in it who must be able to read the message."""
+        room_id = item.case.room_id or await self._create_room(item, chat_user or sender_id)
+        known = self._prepared.get((room_id, sender_id))
         if known is not None:
             return room_id, known
         members = await self.api.members(room_id)
-        if members.get(ghost_id) != "join":
-            if members.get(ghost_id) != "invite":
-                await self.api.invite(room_id, ghost_id)
-            await self.api.join(room_id, ghost_id)
+        if sender_id != self.bot.user_id and members.get(sender_id) != "join":
+            if members.get(sender_id) != "invite":
+                await self.api.invite(room_id, sender_id)
+            await self.api.join(room_id, sender_id)
         present: list[str] = []
-        for member in item.members:
+        for member in [*item.members, *([chat_user] if chat_user else [])]:
             state = members.get(member)
             if state in ("join", "invite"):
                 present.append(member)
@@ -355,7 +373,7 @@ class Bridge:
             # A nurse who left or was removed is not pulled back in.
         if not present:
             log.warning("case %s: no team member is in the room", item.case.number)
-        self._prepared[(room_id, ghost_id)] = present
+        self._prepared[(room_id, sender_id)] = present
         return room_id, present
 
     # ------------------------------------------------------------------ transactions
@@ -420,17 +438,24 @@ class Bridge:
         ) or localpart.startswith(appservice.ghost_prefix)
 
     async def _handle_event(self, ev: PendingEvent) -> None:
+        if ev.type == "m.room.member":
+            content = ev.event.get("content") or {}
+            if (
+                ev.event.get("state_key") == self.bot.user_id
+                and content.get("membership") == "invite"
+                and not self._is_ours(ev.sender)
+            ):
+                await self._on_bot_invite(ev)
+            await asyncio.to_thread(self.store.event_done, ev.event_id)
+            return
         handled = ("m.room.encrypted", "m.room.message", RECEIPT)
         if self._is_ours(ev.sender) or ev.type not in handled:
             await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
             return
         case = await asyncio.to_thread(self.store.case_for_room, ev.room_id)
-        if case is None:
-            await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
-            return
         if ev.type == RECEIPT:
             # Reading the room (which needs joining it) acknowledges what is in it.
-            if await self._is_team_member(ev.sender):
+            if case is not None and await self._is_team_member(ev.sender):
                 ts = ev.event.get("content", {}).get("ts")
                 at = datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) else None
                 await asyncio.to_thread(
@@ -453,7 +478,16 @@ class Bridge:
         ):
             await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
             return
-        await self._store_reply(case, ev, str(content.get("body", "")))
+        body = str(content.get("body", ""))
+        if case is None:
+            await self._on_direct_message(ev, body)
+        elif body.strip().startswith("!"):
+            await self._on_case_command(case, ev, body.strip())
+        elif await asyncio.to_thread(self.store.practitioner_by_matrix_id, ev.sender):
+            # The GP chatting in her own case room: the nurses read it there.
+            await asyncio.to_thread(self.store.event_done, ev.event_id, "gp-message")
+        else:
+            await self._store_reply(case, ev, body)
 
     async def _await_key(self, ev: PendingEvent) -> None:
         """The key has not arrived: ask for it, retry soon, and give up loudly at the end."""
@@ -700,6 +734,136 @@ class Bridge:
                 log.warning(
                     "could not tell room %s about a failed push: %s", item.case.room_id, exc
                 )
+
+    # ------------------------------------------------------------------ chat
+
+    async def _say(self, room_id: str, text: str, txn_id: str) -> None:
+        """A notice from the bot (encrypted where the room is)."""
+        try:
+            await self.bot.send(room_id, {"msgtype": "m.notice", "body": text}, txn_id=txn_id)
+        except MatrixError as exc:
+            log.warning("the bot could not answer in %s: %s", room_id, exc)
+
+    async def _on_bot_invite(self, ev: PendingEvent) -> None:
+        """Someone invites the bot (usually to a direct chat): join; help a GP or nurse of
+        the region, refuse anyone else politely."""
+        gp = await asyncio.to_thread(self.store.practitioner_by_matrix_id, ev.sender)
+        nurse = await self._is_team_member(ev.sender)
+        try:
+            await self.api.join(ev.room_id, self.bot.user_id)
+        except MatrixError as exc:
+            log.warning("could not accept an invite to %s: %s", ev.room_id, exc)
+            return
+        if gp is not None:
+            greeting = f"Goedendag {gp.name}. " + chat.DM_HELP
+        elif nurse:
+            greeting = "Goedendag. U vindt uw casussen in de casusruimtes. " + chat.CASE_HELP
+        else:
+            greeting = chat.REFUSAL
+        await self._say(ev.room_id, greeting, f"wijkbrug-hello-{ev.event_id}")
+        if gp is None and not nurse:
+            with contextlib.suppress(MatrixError):
+                await self.api.leave(ev.room_id, self.bot.user_id)
+
+    async def _on_direct_message(self, ev: PendingEvent, body: str) -> None:
+        """A direct chat with the bot: ``!nieuw`` starts a case, ``!help`` explains."""
+        await asyncio.to_thread(self.store.event_done, ev.event_id, "command")
+        txn = f"wijkbrug-dm-{ev.event_id}"
+        gp = await asyncio.to_thread(self.store.practitioner_by_matrix_id, ev.sender)
+        if gp is None:
+            await self._say(ev.room_id, chat.REFUSAL, txn)
+            return
+        text = body.strip()
+        if not text.startswith("!nieuw"):
+            await self._say(ev.room_id, chat.DM_HELP, txn)
+            return
+        try:
+            new = chat.parse_new_case(text)
+        except chat.CommandError as exc:
+            await self._say(ev.room_id, str(exc), txn)
+            return
+        sender = Party(
+            name=gp.name,
+            organisation_name=gp.org.name,
+            agb=gp.agb,
+            organisation_agb=gp.org.agb,
+            matrix_id=gp.matrix_id,
+        )
+        msg = chat.case_message(new, sender, ev.event_id, datetime.now(UTC))
+        access = Access(f"matrix:{ev.sender}", gp.org.code, "matrix")
+        answer = await asyncio.to_thread(self._start_chat_case, gp.org, msg, access)
+        await self._say(ev.room_id, answer, txn)
+        self.wake()
+
+    def _start_chat_case(self, practice: OrgRef, msg: CaseMessage, access: Access) -> str:
+        """Route and store a case from chat (blocking); the answer for the GP."""
+        decision = self._decide(msg)
+        if not decision.routed:
+            self.store.record_decision(decision, msg.priority, practice.id)
+            return "Geen voorkeursaanbieder gevonden: " + "; ".join(decision.reasons)
+        stored, created = self._store_new_for(practice, msg, decision, access, None)
+        number = stored.resource.get("identifier", [{}])
+        case_number = next((i["value"] for i in number if i.get("system") == CASE_SYSTEM), "nieuw")
+        if not created:
+            return f"Deze casus bestaat al ({case_number})."
+        return (
+            f"Casus {case_number} gestart bij {decision.provider_name}. U wordt uitgenodigd in "
+            "de versleutelde casusruimte; de wijkverpleging ook."
+        )
+
+    async def _on_case_command(self, case: CaseRef, ev: PendingEvent, body: str) -> None:
+        """``!help``, ``!status``, ``!route``, ``!sluit`` in a case room."""
+        await asyncio.to_thread(self.store.event_done, ev.event_id, "command")
+        txn = f"wijkbrug-cmd-{ev.event_id}"
+        room_id = ev.room_id
+        word = body.split()[0].lower()
+        if word == "!status":
+            members = await self.api.members(room_id)
+            joined = sorted(u for u, m in members.items() if m == "join" and not self._is_ours(u))
+            invited = sorted(u for u, m in members.items() if m == "invite")
+            escalated = await asyncio.to_thread(self.store.case_escalations, case.id)
+            lines = [
+                f"Casus {case.number} · {case.care_type.display} · {case.status}",
+                f"Doet mee: {', '.join(joined) or 'nog niemand'}",
+                f"Uitgenodigd: {', '.join(invited) or 'niemand'}",
+                f"Escalaties: {len(escalated)}",
+            ]
+            await self._say(room_id, "\n".join(lines), txn)
+        elif word == "!route":
+            reasons = await asyncio.to_thread(self.store.case_routing, case.id)
+            text = "\n".join(f"- {r}" for r in reasons) or "Geen routering vastgelegd."
+            await self._say(room_id, f"Waarom {case.provider.name}:\n{text}", txn)
+        elif word == "!sluit":
+            await self._close_case(case, ev, txn)
+        else:
+            await self._say(room_id, chat.CASE_HELP, txn)
+
+    async def _close_case(self, case: CaseRef, ev: PendingEvent, txn: str) -> None:
+        """Close a case: the practice systems get a final status, the room turns read-only,
+        everyone is told. Only the case's own GP or nurses may close it."""
+        gp = await asyncio.to_thread(self.store.practitioner_by_matrix_id, ev.sender)
+        org = await asyncio.to_thread(self.store.organisation_of_member, ev.sender)
+        allowed = (gp is not None and gp.org.id == case.practice.id) or (
+            org is not None and org.id == case.provider.id
+        )
+        if not allowed:
+            await self._say(
+                ev.room_id,
+                "Alleen de huisarts of de wijkverpleging van deze casus kan hem sluiten.",
+                txn,
+            )
+            return
+        await asyncio.to_thread(self.store.close_case, case.id, f"matrix:{ev.sender}")
+        try:
+            await self.api.make_read_only(ev.room_id)
+        except MatrixError as exc:
+            log.warning("could not make room %s read-only: %s", ev.room_id, exc)
+        await self._say(
+            ev.room_id,
+            f"Casus {case.number} is gesloten door {ev.sender}. De ruimte blijft leesbaar, "
+            "maar er kan niet meer in geschreven worden.",
+            txn,
+        )
 
 
 RECEIPT = "wijkbrug.receipt"

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from bridge import cases
 from bridge.audit import SYSTEM, Access
-from bridge.canonical import CareType, CaseMessage, Identifier, Reply
+from bridge.canonical import CareType, CaseMessage, Identifier, Patient, Reply
 from bridge.db import (
     AppserviceTransaction,
     Case,
@@ -36,6 +36,7 @@ from bridge.db import (
     Organisation,
     OutboxItem,
     PushItem,
+    RoutingDecision,
     TeamMember,
     make_sessionmaker,
     utcnow,
@@ -153,6 +154,14 @@ class Store(Directory):
         comm.resource_enc = self._seal_resource(comm.id, resource)
         comm.last_updated = now
 
+    def patient_key(self, patient: Patient) -> str:
+        """The pseudonym a case is found by: a keyed hash of the BSN, or (a case started
+        from chat without BSN) of name, birth date and postcode."""
+        if patient.bsn:
+            return self.box.keyed_hash("patient", patient.bsn)
+        who = f"{patient.name}|{patient.birth_date}|{patient.postcode}"
+        return self.box.keyed_hash("patient-without-bsn", who)
+
     def _patient_of(self, s: Session, comm: Communication) -> str | None:
         case = s.get(Case, comm.case_id)
         return case.patient_key if case else None
@@ -208,7 +217,7 @@ class Store(Directory):
         re-posted an identifier we have, and gets the existing resource back).
         """
         assert decision.provider_id is not None and decision.team_id is not None
-        patient_key = self.box.keyed_hash("patient", msg.patient.bsn)
+        patient_key = self.patient_key(msg.patient)
         for _ in range(3):
             try:
                 return self._accept_once(
@@ -828,6 +837,54 @@ class Store(Directory):
                 "message.escalate",
                 patient=self._patient_of(s, comm),
                 obj=f"Communication/{comm.id}",
+            )
+
+    def case_escalations(self, case_id: int) -> list[str]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(Escalation.reason)
+                    .where(Escalation.case_id == case_id)
+                    .order_by(Escalation.id)
+                )
+            )
+
+    def case_routing(self, case_id: int) -> list[str]:
+        """Why the case went to its provider (the first routing decision of the case)."""
+        with self.session() as s:
+            reasons = s.scalar(
+                select(RoutingDecision.reasons)
+                .where(RoutingDecision.case_id == case_id)
+                .order_by(RoutingDecision.id)
+                .limit(1)
+            )
+            return [str(r) for r in reasons or []]
+
+    def close_case(self, case_id: int, actor: str) -> None:
+        """Close a case: its open messages get their final status (``completed``, with a
+        note) so the practice systems see the end; a new message starts a new case."""
+        now = utcnow()
+        with self.session() as s:
+            case = s.get(Case, case_id)
+            assert case is not None
+            case.status, case.updated_at = "closed", now
+            for comm in s.scalars(
+                select(Communication).where(
+                    Communication.case_id == case_id, Communication.direction == "to-provider"
+                )
+            ):
+                resource = self._open_resource(comm)
+                resource["status"] = comm.status = "completed"
+                resource.setdefault("note", []).append(
+                    {"time": now.isoformat(), "text": "Casus gesloten (case closed)"}
+                )
+                self._bump(comm, resource)
+            self._audit(
+                s,
+                Access(actor, None, "matrix"),
+                "case.close",
+                patient=case.patient_key,
+                obj=case.number,
             )
 
     def escalations(self, limit: int = 50) -> list[dict[str, Any]]:
