@@ -495,6 +495,15 @@ class Bridge:
         if age > self.settings.delivery.decrypt_timeout_seconds:
             log.warning("event %s stays undecryptable; giving up", ev.event_id)
             await asyncio.to_thread(self.store.event_done, ev.event_id, "failed", "undecryptable")
+            # The bridge's most common failure, said where the sender sees it.
+            await self._say(
+                ev.room_id,
+                f"Een bericht van {ev.sender} kon Wijkbrug niet ontsleutelen en is dus niet "
+                "doorgestuurd naar het praktijksysteem. Stuur het opnieuw; staat uw app zo "
+                "ingesteld dat hij alleen met geverifieerde apparaten sleutels deelt, zet dat "
+                "dan uit voor deze ruimte.",
+                f"wijkbrug-undecryptable-{ev.event_id}",
+            )
             return
         if ev.event_id not in self._key_requested and ev.attempts >= 3:
             self._key_requested.add(ev.event_id)
