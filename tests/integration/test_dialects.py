@@ -44,7 +44,10 @@ def site(
     synapse_factory: SynapseFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
     bridge = BridgeSite.prepare(tmp_path_factory.mktemp("wijkbrug-dialects"))
-    bridge.configure("delivery", {"backoff_initial_seconds": 0.2, "max_attempts": 4})
+    bridge.configure(
+        "delivery",
+        {"backoff_initial_seconds": 0.2, "max_attempts": 4, "decrypt_timeout_seconds": 3},
+    )
     synapse = synapse_factory(appservice_files=[bridge.registration_path])
     bridge.point_at(synapse.base_url)
     with PushReceiver(fail_first=2) as stu3_push, PushReceiver() as edifact_push:
@@ -222,5 +225,41 @@ async def test_a_push_that_keeps_failing_is_reported_in_the_room(site: Site) -> 
             search = await http.get("/fhir/Communication", headers=fhir_headers(token))
             texts = json.dumps(search.json())
             assert "Antwoord dat niet aankomt" in texts
+    finally:
+        await nurse.close()
+
+
+async def test_a_reply_that_stays_undecryptable_is_announced(site: Site) -> None:
+    """A client that never shares its key (here: an event for a session nobody has) gets a
+    clear notice in the room instead of a silent drop."""
+    nurse = await JsClient.start(site.synapse.base_url, "@dia1:localhost", "pw-dia-1")
+    try:
+        room_id = next(e["roomId"] for e in nurse.events if e["event"] == "joined")
+        hs_token = (site.bridge.data_dir / "secrets" / "hs_token").read_text().strip()
+        event = {
+            "type": "m.room.encrypted",
+            "event_id": "$never-decryptable",
+            "room_id": room_id,
+            "sender": "@dia1:localhost",
+            "origin_server_ts": 1_700_000_000_000,
+            "content": {
+                "algorithm": "m.megolm.v1.aes-sha2",
+                "ciphertext": "AwgAEnB",
+                "sender_key": "c2VuZGVya2V5",
+                "session_id": "no-such-session",
+                "device_id": "NOKEYS",
+            },
+        }
+        async with httpx.AsyncClient(base_url=site.bridge.url, timeout=30) as http:
+            resp = await http.put(
+                "/_matrix/app/v1/transactions/undecryptable-1",
+                json={"events": [event]},
+                headers={"Authorization": f"Bearer {hs_token}"},
+            )
+            assert resp.status_code == 200
+        notice = await nurse.wait_for(
+            "message", lambda e: "niet ontsleutelen" in e["body"], timeout=60
+        )
+        assert notice["roomId"] == room_id and notice["sender"] == "@wijkbrug:localhost"
     finally:
         await nurse.close()
