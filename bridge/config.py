@@ -18,6 +18,7 @@ A data directory holds everything of one installation::
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import time
 from pathlib import Path
@@ -274,3 +275,25 @@ def write_registration(settings: Settings, path: Path | None = None) -> Path:
     with os.fdopen(fd, "w") as fh:
         fh.write(yaml.safe_dump(registration(settings), sort_keys=False))
     return target
+
+
+def policy_module(settings: Settings) -> dict[str, Any]:
+    """The homeserver's ``modules:`` entry for :mod:`bridge.synapse_policy`: only the
+    bridge's users and registered care workers enter case rooms (asked of this bridge)."""
+    appservice = settings.appservice
+    server = re.escape(settings.homeserver.server_name)
+    config: dict[str, Any] = {
+        "bridge_url": settings.public_url,
+        "bot_user_id": settings.bot_user_id,
+        # The ghosts of the registration's user namespace (see registration()).
+        "namespace_regex": f"@{re.escape(appservice.ghost_prefix)}.*:{server}",
+        "cache_seconds": 30,
+    }
+    if appservice.hs_token_path is not None:
+        path = Path(appservice.hs_token_path)
+        if not path.is_absolute():
+            path = settings.data_path / path
+        config["hs_token_path"] = str(path.resolve())
+    else:
+        config["hs_token"] = settings.secret("hs_token")
+    return {"module": "bridge.synapse_policy.WijkbrugPolicy", "config": config}

@@ -19,7 +19,7 @@ import httpx
 import uvicorn
 
 from bridge import homeserver
-from bridge.config import generate_config, load_settings, write_registration
+from bridge.config import generate_config, load_settings, policy_module, write_registration
 from bridge.demo import load_demo
 from bridge.runtime import open_store
 from bridge.web.app import create_app
@@ -76,6 +76,8 @@ async def run_dev(
         server_name=server_name,
         port=synapse_port,
         appservice_files=[registration],
+        # The homeserver itself keeps case rooms closed (bridge.synapse_policy).
+        modules=[policy_module(settings)],
     )
     store = open_store(settings)
     facts: dict[str, Any] = {}

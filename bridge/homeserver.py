@@ -127,8 +127,12 @@ def write_synapse_config(
     public_baseurl: str | None = None,
     appservice_files: Sequence[Path] = (),
     registration_shared_secret: str | None = None,
+    modules: Sequence[dict[str, Any]] = (),
 ) -> Path:
     """Write ``directory/homeserver.yaml`` (and signing key, log config); return its path.
+
+    ``modules`` are Synapse modules (``{"module": ..., "config": ...}``), e.g.
+    :func:`bridge.config.policy_module`.
 
     Re-running rewrites the file with the new arguments but keeps the existing secrets
     and signing key, so access tokens and the database stay valid.
@@ -187,6 +191,7 @@ def write_synapse_config(
         "enable_metrics": False,
         "presence": {"enabled": False},
         "app_service_config_files": [str(Path(p).resolve()) for p in appservice_files],
+        "modules": [dict(m) for m in modules],
         # Needed by an appservice that does its own E2EE (the bridge's bot device): to-device
         # messages (MSC2409) and device-list changes / one-time-key counts (MSC3202) in AS
         # transactions. Inert unless a registration opts in (org.matrix.msc3202 etc.).

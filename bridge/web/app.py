@@ -19,6 +19,7 @@ from bridge.errors import ErrorCode, Issue, WijkbrugError, operation_outcome
 from bridge.runtime import open_store
 from bridge.service import Bridge
 from bridge.web import admin_api, admin_page, appservice, directory_fhir, edifact, fhir, health
+from bridge.web import policy as policy_api
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
     app.include_router(edifact.router)
     app.include_router(directory_fhir.router)
     app.include_router(appservice.router)
+    app.include_router(policy_api.router)
     app.include_router(health.router)
     app.include_router(admin_api.router)
     app.include_router(admin_page.router)

@@ -8,14 +8,13 @@ and only accepted from the ``Authorization: Bearer`` header (not the deprecated 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from bridge.web.deps import BridgeDep, bearer_token
+from bridge.web.deps import BridgeDep, homeserver_denied
 
 router = APIRouter(prefix="/_matrix/app/v1")
 
@@ -24,20 +23,10 @@ def _matrix_error(status: int, errcode: str, error: str) -> JSONResponse:
     return JSONResponse({"errcode": errcode, "error": error}, status_code=status)
 
 
-def _unauthorised(request: Request, bridge: BridgeDep) -> JSONResponse | None:
-    token = bearer_token(request)
-    if token is None:
-        return _matrix_error(401, "M_UNAUTHORIZED", "missing hs_token")
-    expected = bridge.settings.secret("hs_token")
-    if not hmac.compare_digest(token.encode(), expected.encode()):
-        return _matrix_error(403, "M_FORBIDDEN", "wrong hs_token")
-    return None
-
-
 @router.put("/transactions/{txn_id}")
 async def transaction(txn_id: str, request: Request, bridge: BridgeDep) -> JSONResponse:
     """Receive events from the homeserver; 200 only once they are stored."""
-    if denied := _unauthorised(request, bridge):
+    if denied := homeserver_denied(request, bridge):
         return denied
     try:
         body: Any = json.loads(await request.body())
@@ -58,7 +47,7 @@ async def transaction(txn_id: str, request: Request, bridge: BridgeDep) -> JSONR
 @router.get("/users/{user_id}")
 async def query_user(user_id: str, request: Request, bridge: BridgeDep) -> JSONResponse:
     """Ghosts exist only once a practice system sent as them; we create none on demand."""
-    if denied := _unauthorised(request, bridge):
+    if denied := homeserver_denied(request, bridge):
         return denied
     return _matrix_error(404, "M_NOT_FOUND", "no such ghost")
 
@@ -66,7 +55,7 @@ async def query_user(user_id: str, request: Request, bridge: BridgeDep) -> JSONR
 @router.get("/rooms/{alias}")
 async def query_alias(alias: str, request: Request, bridge: BridgeDep) -> JSONResponse:
     """Case rooms have no aliases."""
-    if denied := _unauthorised(request, bridge):
+    if denied := homeserver_denied(request, bridge):
         return denied
     return _matrix_error(404, "M_NOT_FOUND", "no such room alias")
 
@@ -74,6 +63,6 @@ async def query_alias(alias: str, request: Request, bridge: BridgeDep) -> JSONRe
 @router.post("/ping")
 async def ping(request: Request, bridge: BridgeDep) -> JSONResponse:
     """The homeserver checks that it can reach us."""
-    if denied := _unauthorised(request, bridge):
+    if denied := homeserver_denied(request, bridge):
         return denied
     return JSONResponse({})

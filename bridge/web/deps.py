@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 
 from bridge.audit import Access
 from bridge.directory import ClientRef
@@ -47,3 +49,15 @@ def access_of(client: ClientRef, request: Request) -> Access:
     """The audit context of an integration client's request."""
     origin = request.client.host if request.client else None
     return Access(f"client:{client.id} {client.name}", client.org.code, origin)
+
+
+def homeserver_denied(request: Request, bridge: Bridge) -> JSONResponse | None:
+    """None if the request carries the hs_token (``Authorization: Bearer`` only, compared
+    in constant time); else the Matrix-style 401/403 to answer with."""
+    token = bearer_token(request)
+    if token is None:
+        return JSONResponse({"errcode": "M_UNAUTHORIZED", "error": "missing hs_token"}, 401)
+    expected = bridge.settings.secret("hs_token")
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        return JSONResponse({"errcode": "M_FORBIDDEN", "error": "wrong hs_token"}, 403)
+    return None

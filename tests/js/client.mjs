@@ -5,7 +5,9 @@
 //
 // stdout (events):  ready, invite, joined, room_state, message, undecryptable, error, result
 //                   (messages from other users only, once each, after decryption)
-// stdin (commands): {"id", "cmd": "send" | "join" | "create_room" | "read" | "stop", ...}
+// stdin (commands): {"id", "cmd": "send" | "join" | "create_room" | "read" | "invite" |
+//                    "set_state" | "stop", ...}
+//                   a failed command's result carries the Matrix errcode and error body
 //
 // stdout carries only the protocol; everything else (our logs, the SDK's) goes to stderr.
 
@@ -271,6 +273,14 @@ const commands = {
         }
         return {};
     },
+    async invite({ roomId, userId }) {
+        await client.invite(roomId, userId);
+        return {};
+    },
+    async set_state({ roomId, type, stateKey = "", content }) {
+        const { event_id } = await client.sendStateEvent(roomId, type, content, stateKey);
+        return { eventId: event_id };
+    },
     async stop() {
         return {};
     },
@@ -304,7 +314,16 @@ lines.on("line", async (line) => {
     try {
         emit({ event: "result", id, ok: true, ...(await handler(command)) });
     } catch (err) {
-        emit({ event: "result", id, ok: false, error: err?.message ?? String(err) });
+        // A Matrix error's errcode and body (e.g. a homeserver module's reason) let tests
+        // tell who refused.
+        emit({
+            event: "result",
+            id,
+            ok: false,
+            error: err?.message ?? String(err),
+            errcode: err?.errcode ?? null,
+            data: err?.data ?? null,
+        });
     }
     if (cmd === "stop") await stop(0);
 });

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -51,19 +51,28 @@ class SynapseInstance:
 
 
 class SynapseFactory(Protocol):
-    def __call__(self, appservice_files: Sequence[Path] = ()) -> SynapseInstance: ...
+    def __call__(
+        self, appservice_files: Sequence[Path] = (), modules: Sequence[dict[str, Any]] = ()
+    ) -> SynapseInstance: ...
 
 
 @pytest.fixture(scope="session")
 def synapse_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseFactory]:
-    """Start a fresh Synapse per call: ``synapse_factory(appservice_files=[...])``."""
+    """Start a fresh Synapse per call: ``synapse_factory(appservice_files=[...])``, with
+    Synapse modules if given (``modules=[policy_module(settings)]``)."""
     started: list[Homeserver] = []
 
-    def start(appservice_files: Sequence[Path] = ()) -> SynapseInstance:
+    def start(
+        appservice_files: Sequence[Path] = (), modules: Sequence[dict[str, Any]] = ()
+    ) -> SynapseInstance:
         directory = tmp_path_factory.mktemp("synapse")
         port = free_port()
         config_path = write_synapse_config(
-            directory, server_name=SERVER_NAME, port=port, appservice_files=appservice_files
+            directory,
+            server_name=SERVER_NAME,
+            port=port,
+            appservice_files=appservice_files,
+            modules=modules,
         )
         homeserver = Homeserver(config_path, f"http://127.0.0.1:{port}")
         homeserver.start()
