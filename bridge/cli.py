@@ -677,6 +677,26 @@ def audit_export(ctx: Context, bsn: str, start: str | None, end: str | None) -> 
     store.record_export(pseudonym)
 
 
+@client.command("list")
+@pass_ctx
+@friendly_errors
+def client_list(ctx: Context) -> None:
+    """List the integration clients (tokens are never shown again)."""
+    for ref, revoked in ctx.store().list_clients():
+        state = "revoked" if revoked else "active"
+        click.echo(f"{ref.id}\t{ref.org.name}\t{ref.name}\t{ref.dialect}\t{state}")
+
+
+@client.command("revoke")
+@click.argument("client_id", type=int)
+@pass_ctx
+@friendly_errors
+def client_revoke(ctx: Context, client_id: int) -> None:
+    """Revoke a client's token (it stops working at once)."""
+    ctx.store().revoke_client(client_id)
+    click.echo(f"client {client_id} revoked")
+
+
 # ---------------------------------------------------------------------- set-up
 
 

@@ -808,6 +808,29 @@ class Directory(AuditTrail):
             self._changed(s, actor, "client.add", f"client {client.id}", None, after)
             return client.id, token
 
+    def list_clients(self) -> list[tuple[ClientRef, bool]]:
+        """Every integration client and whether it is revoked (never its token)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Client, Organisation)
+                .join(Organisation, Client.org_id == Organisation.id)
+                .order_by(Client.id)
+            )
+            return [
+                (ClientRef(c.id, c.name, c.dialect, org_ref(o)), c.revoked_at is not None)
+                for c, o in rows
+            ]
+
+    def revoke_client(self, client_id: int, actor: str = "cli") -> None:
+        """Its token stops working at once; its messages stay."""
+        with self.session() as s:
+            client = s.get(Client, client_id)
+            if client is None:
+                raise WijkbrugError(ErrorCode.NOT_FOUND, f"no client #{client_id}")
+            if client.revoked_at is None:
+                client.revoked_at = utcnow()
+                self._changed(s, actor, "client.revoke", f"client {client_id}", None, None)
+
     def client_for_token(self, token: str) -> ClientRef | None:
         # Looking up the SHA-256 of the token leaks nothing about the token through timing.
         with self.session() as s:
