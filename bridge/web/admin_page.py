@@ -589,19 +589,16 @@ async def add_route(request: Request, bridge: BridgeDep) -> Response:
 @router.post("/routes/{route_id}/remove")
 async def remove_route(route_id: str, request: Request, bridge: BridgeDep) -> Response:
     """Remove a route (a button in the route table)."""
-    store = bridge.store
-    guard = await _form_admin(request, store)
-    if isinstance(guard, Response):
-        return guard
-    admin, _ = guard
-    try:
-        rid = admin_api.object_id(route_id, "route_id")
-        await asyncio.to_thread(admin_api.remove_route, store, admin, rid)
-    except WijkbrugError as exc:
-        state = FormState(message=f"Route niet verwijderd: {exc.message}")
-        forms = {"routes": state}
-        return await asyncio.to_thread(_page, request, store, admin, forms, exc.status)
-    return _back("route-removed", rid)
+    return await _button_action(
+        request,
+        bridge,
+        route_id,
+        "route_id",
+        admin_api.remove_route,
+        "routes",
+        "Route niet verwijderd",
+        "route-removed",
+    )
 
 
 @router.post("/availability")
@@ -615,19 +612,16 @@ async def mark_full(request: Request, bridge: BridgeDep) -> Response:
 @router.post("/availability/{block_id}/clear")
 async def clear_full(block_id: str, request: Request, bridge: BridgeDep) -> Response:
     """Clear a "full" period (a button in the availability table)."""
-    store = bridge.store
-    guard = await _form_admin(request, store)
-    if isinstance(guard, Response):
-        return guard
-    admin, _ = guard
-    try:
-        bid = admin_api.object_id(block_id, "availability_id")
-        await asyncio.to_thread(admin_api.clear_full, store, admin, bid)
-    except WijkbrugError as exc:
-        state = FormState(message=f"Vol-melding niet opgeheven: {exc.message}")
-        forms = {"blocks": state}
-        return await asyncio.to_thread(_page, request, store, admin, forms, exc.status)
-    return _back("full-cleared", bid)
+    return await _button_action(
+        request,
+        bridge,
+        block_id,
+        "availability_id",
+        admin_api.clear_full,
+        "blocks",
+        "Vol-melding niet opgeheven",
+        "full-cleared",
+    )
 
 
 @router.post("/teams")
@@ -673,3 +667,28 @@ async def _form_action(
         _refusal(state, exc, labels)
         return await asyncio.to_thread(_page, request, store, admin, {key: state}, exc.status)
     return _back(done, new_id)
+
+
+async def _button_action(
+    request: Request,
+    bridge: Bridge,
+    raw_id: str,
+    field: str,
+    act: Callable[[Store, AdminRef, int], object],
+    section: str,
+    failed: str,
+    done: str,
+) -> Response:
+    """A button that removes something by id, within the admin's scope."""
+    store = bridge.store
+    guard = await _form_admin(request, store)
+    if isinstance(guard, Response):
+        return guard
+    admin, _ = guard
+    try:
+        object_id = admin_api.object_id(raw_id, field)
+        await asyncio.to_thread(act, store, admin, object_id)
+    except WijkbrugError as exc:
+        state = FormState(message=f"{failed}: {exc.message}")
+        return await asyncio.to_thread(_page, request, store, admin, {section: state}, exc.status)
+    return _back(done, object_id)
