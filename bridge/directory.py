@@ -14,8 +14,8 @@ import secrets
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
@@ -45,12 +45,15 @@ from bridge.db import (
 from bridge.errors import ErrorCode, WijkbrugError
 from bridge.identifiers import is_matrix_user_id, is_valid_agb, is_valid_ura
 from bridge.routing import (
+    OFFICE_CLOSES,
+    OFFICE_OPENS,
     PC4_MAX,
     PC4_MIN,
     Decision,
     RouteRule,
     RoutingTable,
     TeamCoverage,
+    office_hours,
 )
 from bridge.routing import Unavailability as Block
 from bridge.secretbox import SecretBox
@@ -757,6 +760,26 @@ class Directory(AuditTrail):
     ) -> Decision:
         """Route a case with the tables as they are now (admin changes apply at once)."""
         return self.routing_table().route_for(care_type, postcode, at or utcnow(), priority)
+
+    def explain(
+        self,
+        care_type: CareType,
+        postcode: str,
+        at: datetime | None = None,
+        priority: Priority = Priority.ROUTINE,
+        office: tuple[time, time] = (OFFICE_OPENS, OFFICE_CLOSES),
+    ) -> Decision:
+        """:meth:`decide`, plus what that moment means for the way back: in office hours
+        the nurse answers the practice, outside them the huisartsenpost hears it too."""
+        moment = at or utcnow()
+        decision = self.decide(care_type, postcode, moment, priority)
+        open_now, why = office_hours(moment, *office)
+        way_back = (
+            "the nurse's answers go to the practice"
+            if open_now
+            else "the nurse's answers also go to the huisartsenpost"
+        )
+        return replace(decision, reasons=(*decision.reasons, f"{why}: {way_back}"))
 
     def known_areas(self) -> list[int]:
         """The PC4s the region's agreements mention (routes, wijken, team areas)."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -321,13 +322,19 @@ class GpDecision:
     reasons: tuple[str, ...]
 
 
+@lru_cache(maxsize=8)
+def _dutch_holidays(year: int) -> dict[date, str]:
+    """The Dutch public holidays of a year (built once per year: it is not cheap)."""
+    return dict(holidays.country_holidays("NL", years=year).items())
+
+
 def office_hours(
     at: datetime, opens: time = OFFICE_OPENS, closes: time = OFFICE_CLOSES
 ) -> tuple[bool, str]:
     """Whether ``at`` is within GP office hours (Mon-Fri, by default 08:00-17:00 Amsterdam
     time, not a Dutch public holiday), and why not."""
     local = at.astimezone(AMSTERDAM)
-    holiday = holidays.country_holidays("NL", years=local.year).get(local.date())
+    holiday = _dutch_holidays(local.year).get(local.date())
     if holiday:
         return False, f"{local.date().isoformat()} is a public holiday ({holiday})"
     if local.weekday() >= 5:

@@ -426,7 +426,7 @@ def explain(
     normal = normalise_postcode(postcode)
     if normal is None:
         raise WijkbrugError(ErrorCode.VALUE, f"postcode: {postcode!r} is not a Dutch postcode")
-    decision = store.decide(care, normal, at, priority)
+    decision = store.explain(care, normal, at, priority)
     return {"postcode": normal, **decision_view(decision, priority, at)}
 
 

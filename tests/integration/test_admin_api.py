@@ -148,16 +148,17 @@ def test_explain_gives_the_decision_and_reasons_of_route_explain(api: Api) -> No
     body = api.get(
         "explain", api.org_admin, care_type="wondzorg", postcode="1092 ab", at=at, priority="asap"
     )
-    expected = api.store.decide(
+    expected = api.store.explain(
         CareType.WONDZORG, "1092AB", datetime.fromisoformat(at), Priority.ASAP
     )
     assert body["reasons"] == list(expected.reasons)
+    assert body["reasons"][-1].endswith("the nurse's answers go to the practice")
     assert body["routed"] is True and body["provider"]["name"] == "Thuiszorg Oost"
     assert (body["postcode"], body["pc4"], body["priority"]) == ("1092AB", 1092, "asap")
     assert body["at"] == "2030-03-04T09:00:00+00:00"
     unroutable = api.get("explain", api.org_admin, care_type="ggz", postcode="1092AB")
     assert unroutable["routed"] is False and unroutable["provider"] is None
-    assert unroutable["reasons"] == ["no route for ggz in PC4 1092"]
+    assert unroutable["reasons"][0] == "no route for ggz in PC4 1092"
 
 
 # ---------------------------------------------------------------------- edits

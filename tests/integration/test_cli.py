@@ -110,6 +110,20 @@ def test_explain_with_time_priority_and_availability(run: Run) -> None:
         "2026-11-25T10:00",
     ).stdout
     assert "vol tot vrijdag" in during and "-> Buurtzorg Centrum" in during
+    assert "within office hours: the nurse's answers go to the practice" in during
+    christmas = run(
+        "route",
+        "explain",
+        "--care-type",
+        "wondzorg",
+        "--postcode",
+        "1092 AB",
+        "--at",
+        "2026-12-25T10:00",
+    ).stdout
+    assert "public holiday (Christmas Day): the nurse's answers also go to the huisartsenpost" in (
+        christmas
+    )
     after = run(
         "route",
         "explain",
