@@ -460,13 +460,7 @@ def route_explain(
     """Show which provider a case would go to, and why."""
     if normalise_postcode(postcode) is None:
         raise click.BadParameter(f"{postcode!r} is not a Dutch postcode", param_hint="--postcode")
-    decision = ctx.store().explain(
-        CareType(care_type),
-        postcode,
-        _moment(at),
-        Priority(priority),
-        ctx.settings().office_hours.window(),
-    )
+    decision = ctx.store().explain(CareType(care_type), postcode, _moment(at), Priority(priority))
     for reason in decision.reasons:
         click.echo(f"  - {reason}")
     if decision.routed:

@@ -177,6 +177,8 @@ class Directory(AuditTrail):
         raise NotImplementedError
 
     _cached_table: tuple[int, RoutingTable] | None = None
+    # The region's GP office hours (config ``office_hours``; set when the store is opened).
+    office: tuple[time, time] = (OFFICE_OPENS, OFFICE_CLOSES)
 
     # ------------------------------------------------------------------ change record
 
@@ -767,13 +769,12 @@ class Directory(AuditTrail):
         postcode: str,
         at: datetime | None = None,
         priority: Priority = Priority.ROUTINE,
-        office: tuple[time, time] = (OFFICE_OPENS, OFFICE_CLOSES),
     ) -> Decision:
         """:meth:`decide`, plus what that moment means for the way back: in office hours
         the nurse answers the practice, outside them the huisartsenpost hears it too."""
         moment = at or utcnow()
         decision = self.decide(care_type, postcode, moment, priority)
-        open_now, why = office_hours(moment, *office)
+        open_now, why = office_hours(moment, *self.office)
         way_back = (
             "the nurse's answers go to the practice"
             if open_now

@@ -16,4 +16,6 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
     if upgrade:
         schema.upgrade(engine)
     keyring = Keyring.load_or_create(settings.keyring_path)
-    return Store(engine, SecretBox(keyring))
+    store = Store(engine, SecretBox(keyring))
+    store.office = settings.office_hours.window()
+    return store

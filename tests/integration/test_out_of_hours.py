@@ -54,6 +54,9 @@ def site(
     synapse.register("hapdoc", "pw-hapdoc")
     explain = cli("route", "gp", "--practice", "01234567")
     assert "huisartsenpost Huisartsenpost Amsterdam" in explain.stdout
+    # The region's own office hours (here: never open) are what route explain uses too.
+    routed = cli("route", "explain", "--care-type", "wondzorg", "--postcode", "1092 AB")
+    assert "outside office hours (00:00-00:00)" in routed.stdout
     yield bridge, synapse, practice, hap
     bridge.stop()
 
