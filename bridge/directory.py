@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -963,10 +963,6 @@ class Directory(AuditTrail):
                 }
                 for d, name in rows
             ]
-
-    def count_orgs(self) -> int:
-        with self.session() as s:
-            return int(s.scalar(select(func.count()).select_from(Organisation)) or 0)
 
     # ---- policy helpers
 

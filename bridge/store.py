@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, or_, select, update
@@ -32,7 +32,6 @@ from bridge.db import (
     Escalation,
     Ghost,
     InboundEvent,
-    Meta,
     Organisation,
     OutboxItem,
     PushItem,
@@ -888,31 +887,28 @@ class Store(Directory):
             )
 
     def escalations(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest escalations, for the admin page (case numbers, no patient data)."""
         with self.session() as s:
-            rows = s.scalars(select(Escalation).order_by(Escalation.id.desc()).limit(limit))
+            names = {
+                org_id: name
+                for org_id, name in s.execute(select(Organisation.id, Organisation.name))
+            }
+            rows = s.execute(
+                select(Escalation, Case.number)
+                .join(Case, Case.id == Escalation.case_id)
+                .order_by(Escalation.id.desc())
+                .limit(limit)
+            )
             return [
                 {
                     "at": e.at.isoformat(),
-                    "case_id": e.case_id,
-                    "from_provider_id": e.from_provider_id,
-                    "to_provider_id": e.to_provider_id,
+                    "case": number,
+                    "from_provider": names.get(e.from_provider_id),
+                    "to_provider": names.get(e.to_provider_id) if e.to_provider_id else None,
                     "reason": e.reason,
                 }
-                for e in rows
+                for e, number in rows
             ]
-
-    def get_meta(self, key: str) -> Any:
-        with self.session() as s:
-            row = s.get(Meta, key)
-            return row.value if row else None
-
-    def set_meta(self, key: str, value: Any) -> None:
-        with self.session() as s:
-            s.merge(Meta(key=key, value=value))
-
-
-def aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _latest_message_query(case_id: int) -> Any:

@@ -1,7 +1,8 @@
 """The admin JSON API under ``/admin/api`` (``Authorization: Bearer <admin token>``).
 
     request --bearer--> AdminRef (role, scope)
-        GET     read the directory, routes, coverage, decisions, changes (every admin)
+        GET     read the directory, routes, coverage, decisions, escalations, changes
+                (every admin)
         POST/DELETE --parse (400 naming the field)--> admin_policy verdict
                         refused: recorded (store.record_denied), 403
                         allowed: store method with actor=admin.actor (change recorded)
@@ -508,6 +509,14 @@ async def list_decisions(
 ) -> list[dict[str, Any]]:
     """The latest routing decisions (area and care type; no patient data)."""
     return await asyncio.to_thread(bridge.store.recent_decisions, _limit(request))
+
+
+@router.get("/escalations")
+async def list_escalations(
+    request: Request, admin: CurrentAdmin, bridge: BridgeDep
+) -> list[dict[str, Any]]:
+    """The latest escalations of unacknowledged urgent messages."""
+    return await asyncio.to_thread(bridge.store.escalations, _limit(request))
 
 
 @router.get("/changes")

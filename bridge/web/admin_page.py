@@ -456,6 +456,7 @@ def _dashboard(
         "coverage_day": day.isoformat() if day else "",
         "coverage_at": at,
         "decisions": store.recent_decisions(30),
+        "escalations": store.escalations(30),
         "changes": store.changes(50),
         "explain": _explain(request, store),
         "scope_hint": _scope_hint(admin, wijken),

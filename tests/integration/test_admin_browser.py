@@ -205,3 +205,22 @@ def test_org_admin_marks_their_provider_full_and_clears_it(page: Page, site: Sit
     page.locator("#availability-table").get_by_role("button", name="Opheffen").click()
     expect(page.get_by_role("status")).to_contain_text("is opgeheven")
     assert gap_cells(page, "wondzorg") == 0
+
+
+def test_the_page_works_with_javascript_off(browser: Browser, site: Site) -> None:
+    """Forms and tables need no JavaScript: log in and add a route with it disabled."""
+    _, token = site.store.add_admin_token("Zonder JS", "region-admin")
+    context = browser.new_context(java_script_enabled=False, locale="nl-NL")
+    try:
+        page = context.new_page()
+        log_in(page, site, token)
+        form = page.locator("#route-form")
+        form.get_by_label("Zorgsoort").select_option("ggz")
+        form.get_by_label("PC4 of bereik").fill("1091")
+        form.get_by_label("Aanbieder").select_option("12345678")
+        form.get_by_role("button", name="Route toevoegen").click()
+        expect(page.get_by_role("status")).to_have_text(re.compile(r"Route #\d+ is toegevoegd\."))
+        row = page.locator("#route-table tbody tr", has_text="GGZ")
+        expect(row).to_contain_text("Thuiszorg Oost")
+    finally:
+        context.close()

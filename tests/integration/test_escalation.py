@@ -95,6 +95,16 @@ async def test_unacknowledged_urgent_message_is_offered_to_the_next_provider(
         read = await http.get(f"/fhir/Communication/{comm_id}", headers=fhir_headers(token))
         notes = [n["text"] for n in read.json().get("note", [])]
         assert any("Buurtzorg Centrum" in n for n in notes)
+        # The region sees it too: the admin API (and page) list escalations.
+        admin = bridge.cli("admin", "add", "--name", "regio", "--role", "region-admin")
+        listed = await http.get(
+            "/admin/api/escalations",
+            headers={"Authorization": f"Bearer {admin.stdout.split()[-1]}"},
+        )
+        (escalation,) = listed.json()
+        assert escalation["from_provider"] == "Thuiszorg Oost"
+        assert escalation["to_provider"] == "Buurtzorg Centrum"
+        assert escalation["case"].startswith("WB-")
 
 
 async def test_read_receipt_in_time_prevents_escalation(
