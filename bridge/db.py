@@ -239,16 +239,19 @@ class Client(Base):
 
 
 class PushItem(Base):
-    """A reply to push to a client's endpoint; retried with backoff until done."""
+    """A reply, or a status change of a practice's own message, to push to a client's
+    endpoint; retried with backoff until done."""
 
     __tablename__ = "push_outbox"
     __table_args__ = (
-        UniqueConstraint("client_id", "communication_id"),
+        UniqueConstraint("client_id", "communication_id", "kind", name="uq_push_outbox_item"),
         Index("ix_push_due", "state", "next_attempt_at"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
     communication_id: Mapped[str] = mapped_column(ForeignKey("communications.id"))
+    # "reply", or "status-N": version N of the practice's own message changed status.
+    kind: Mapped[str] = mapped_column(String(40), default="reply", server_default="reply")
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -327,6 +330,7 @@ class Communication(Base):
     message_enc: Mapped[str] = mapped_column(Text)  # canonical fields for the Matrix side
     in_response_to: Mapped[str | None] = mapped_column(String(36))
     matrix_event_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first read in the room
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from adapters import edifact_medvri, fhir_r4, fhir_stu3
 from bridge.canonical import CaseMessage, Reply
@@ -32,12 +33,29 @@ def parse(dialect: str, body: bytes, content_type: str) -> list[CaseMessage]:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A rendered reply, ready to POST to a client's push endpoint."""
+    """A rendered push, ready to send to a client's endpoint."""
 
     path: str  # appended to the client's push URL
     body: bytes
     content_type: str
     headers: dict[str, str]
+    method: str = "POST"
+
+
+def pushes_status(dialect: str) -> bool:
+    """Whether a client of ``dialect`` is told when its own messages change status
+    (delivered, read, not deliverable). FHIR can say so; a MEDVRI letter cannot."""
+    return dialect in (fhir_r4.NAME, fhir_stu3.NAME)
+
+
+def render_status(dialect: str, resource: dict[str, Any], identifier: tuple[str, str]) -> Outgoing:
+    """A practice's own message as it is now, as a conditional update on the practice's
+    own identifier (``PUT /Communication?identifier=system|value``): the practice system
+    finds its message by the identifier it gave it, and a repeated push changes nothing."""
+    wire = fhir_stu3.from_r4(resource) if dialect == fhir_stu3.NAME else resource
+    query = urlencode({"identifier": f"{identifier[0]}|{identifier[1]}"})
+    body = json.dumps(wire, ensure_ascii=False).encode()
+    return Outgoing(f"/Communication?{query}", body, "application/fhir+json", {}, "PUT")
 
 
 def render_push(dialect: str, reply: Reply, practice: OrgRef, now: datetime) -> Outgoing:

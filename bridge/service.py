@@ -458,9 +458,11 @@ class Bridge:
             if case is not None and await self._is_team_member(ev.sender):
                 ts = ev.event.get("content", {}).get("ts")
                 at = datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) else None
-                await asyncio.to_thread(
-                    self.store.acknowledge_case, case.id, at or datetime.now(UTC)
+                received = await asyncio.to_thread(
+                    self.store.seen_by_team, case.id, ev.sender, at or datetime.now(UTC)
                 )
+                if received:
+                    self._push_wake.set()
             await asyncio.to_thread(self.store.event_done, ev.event_id)
             return
         if ev.type == "m.room.encrypted":
@@ -549,7 +551,7 @@ class Bridge:
         if stored is not None and hap is not None:
             question = f"{name} ({org.name}): {text}"
             await self._bring_in_hap(case, hap, question, original.patient if original else None)
-        await asyncio.to_thread(self.store.acknowledge_case, case.id, sent)
+        await asyncio.to_thread(self.store.seen_by_team, case.id, ev.sender, sent)
         await asyncio.to_thread(self.store.event_done, ev.event_id)
         if stored is not None:
             log.info("reply %s stored for case %s", stored.id, case.number)
@@ -693,41 +695,51 @@ class Bridge:
                         await asyncio.wait_for(self._push_wake.wait(), timeout=1.0)
 
     async def _push(self, http: httpx.AsyncClient, item: PushWork) -> None:
-        """POST a reply to the practice system; back off on failure; after the last try,
-        tell the case room that the practice system did not get it."""
-        out = dialects.render_push(
-            item.client.dialect, item.reply, item.case.practice, datetime.now(UTC)
-        )
+        """Send a reply (POST) or a status update (PUT) to the practice system; back off
+        on failure. After the last try at a reply, tell the case room that the practice
+        system did not get it. A status update the endpoint refuses (4xx) is not retried:
+        the practice system can still read the status with a GET."""
+        if item.reply is not None:
+            out = dialects.render_push(
+                item.client.dialect, item.reply, item.case.practice, datetime.now(UTC)
+            )
+        else:
+            assert item.status is not None
+            out = dialects.render_status(
+                item.client.dialect, item.status.resource, item.status.identifier
+            )
         headers = {"Content-Type": out.content_type, **out.headers}
         if item.token:
             headers["Authorization"] = f"Bearer {item.token}"
+        refused = False
         try:
-            resp = await http.post(
-                item.url.rstrip("/") + out.path, content=out.body, headers=headers
+            resp = await http.request(
+                out.method, item.url.rstrip("/") + out.path, content=out.body, headers=headers
             )
             error = None if resp.is_success else f"HTTP {resp.status_code}"
+            refused = resp.is_client_error
         except httpx.HTTPError as exc:
             error = type(exc).__name__
         if error is None:
             await asyncio.to_thread(self.store.push_done, item.item_id)
-            log.info("pushed reply %s to client %s", item.reply.id, item.client.id)
+            log.info("pushed %s to client %s", item.what, item.client.id)
             return
         delivery = self.settings.delivery
         attempts = item.attempts + 1
-        give_up = attempts >= delivery.max_attempts
+        give_up = attempts >= delivery.max_attempts or (item.status is not None and refused)
         delay = min(
             delivery.backoff_initial_seconds * 2**item.attempts, delivery.backoff_max_seconds
         )
         log.warning(
-            "push of reply %s to client %s failed (attempt %d, %s): %s",
-            item.reply.id,
+            "push of %s to client %s failed (attempt %d, %s): %s",
+            item.what,
             item.client.id,
             attempts,
             "giving up" if give_up else f"retry in {delay:.0f}s",
             error,
         )
         await asyncio.to_thread(self.store.push_retry, item.item_id, error, delay, give_up=give_up)
-        if give_up and item.case.room_id:
+        if give_up and item.reply is not None and item.case.room_id:
             notice = {
                 "msgtype": "m.notice",
                 "body": (

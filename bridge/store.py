@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, event, func, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from bridge import cases
+from bridge import cases, dialects
 from bridge.audit import SYSTEM, Access
 from bridge.canonical import CareType, CaseMessage, Identifier, Patient, Reply
 from bridge.db import (
@@ -93,16 +93,33 @@ class EscalationWork:
 
 
 @dataclass(frozen=True)
+class StatusUpdate:
+    """A practice's own message as it is now (delivered, read, not deliverable)."""
+
+    resource: dict[str, Any]  # stored R4 form
+    identifier: tuple[str, str]  # the practice's own identifier (system, value)
+
+
+@dataclass(frozen=True)
 class PushWork:
-    """A reply to push to a practice system's endpoint, in its dialect."""
+    """A reply, or a status update of the practice's own message, to push to a practice
+    system's endpoint, in its dialect. Exactly one of ``reply`` and ``status`` is set."""
 
     item_id: int
     attempts: int
     client: ClientRef
     url: str
     token: str | None
-    reply: Reply
+    reply: Reply | None
+    status: StatusUpdate | None
     case: CaseRef
+
+    @property
+    def what(self) -> str:
+        """For logs: which push this is (ids only)."""
+        if self.reply is not None:
+            return f"reply {self.reply.id}"
+        return f"status of {self.status.resource.get('id') if self.status else '?'}"
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,9 @@ class PendingEvent:
     received_at: datetime
 
 
+# deadlock_detected, serialization_failure
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
 _Queued = TypeVar("_Queued", OutboxItem, PushItem)
 
 
@@ -126,6 +146,7 @@ class Store(Directory):
         self.engine = engine
         self.box = box
         self._sessions = make_sessionmaker(engine)
+        event.listen(self._sessions, "before_commit", self.seal_audit)
         self._skip_locked = engine.dialect.name == "postgresql"
 
     @contextmanager
@@ -228,6 +249,11 @@ class Store(Directory):
                 existing = self.find_by_identifier(practice.id, msg.identifier, access)
                 if existing is not None:
                     return existing, False
+            except OperationalError as exc:
+                # PostgreSQL chose this transaction as a deadlock victim or could not
+                # serialise it; it was rolled back whole, so going again is safe.
+                if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                    raise
         raise WijkbrugError(ErrorCode.UNAVAILABLE, "too many concurrent writes; try again")
 
     def _accept_once(
@@ -463,7 +489,9 @@ class Store(Directory):
             comm.matrix_event_id = event_id
             resource = self._open_resource(comm)
             resource["status"] = comm.status = "completed"
+            resource["sent"] = now.isoformat()
             self._bump(comm, resource)
+            self._queue_status(s, comm)
             self._audit(
                 s,
                 SYSTEM,
@@ -491,6 +519,7 @@ class Store(Directory):
                     "text": "Niet afgeleverd in de casusruimte (could not be delivered)"
                 }
                 self._bump(comm, resource)
+                self._queue_status(s, comm)
                 self._audit(
                     s,
                     SYSTEM,
@@ -667,6 +696,28 @@ class Store(Directory):
 
     # ------------------------------------------------------------------ push
 
+    def _queue_status(self, s: Session, comm: Communication) -> None:
+        """Push the new status of a practice's own message to the practice system that
+        sent it, if that one has a push endpoint and its dialect carries status."""
+        if comm.direction != "to-provider" or comm.client_id is None:
+            return
+        client = s.get(Client, comm.client_id)
+        if (
+            client is None
+            or client.push_url is None
+            or client.revoked_at is not None
+            or not dialects.pushes_status(client.dialect)
+        ):
+            return
+        s.add(
+            PushItem(
+                client_id=client.id,
+                communication_id=comm.id,
+                kind=f"status-{comm.version}",
+                next_attempt_at=utcnow(),
+            )
+        )
+
     def _push_targets(self, s: Session, case: CaseRef, answered: Communication | None) -> list[int]:
         """Who gets a reply pushed: the practice system that sent the message it answers;
         if that one fetches instead (or the case came from chat), nobody is pushed to
@@ -702,9 +753,15 @@ class Store(Directory):
                     if client.push_token_enc
                     else None
                 )
-                reply = cases.reply_from_dict(
-                    self.box.open_json(comm.message_enc, f"communications:message:{comm.id}")
-                )
+                reply, status = None, None
+                if item.kind == "reply":
+                    reply = cases.reply_from_dict(
+                        self.box.open_json(comm.message_enc, f"communications:message:{comm.id}")
+                    )
+                else:  # the message as it is now: a later change makes an earlier push moot
+                    status = StatusUpdate(
+                        self._open_resource(comm), (comm.identifier_system, comm.identifier_value)
+                    )
                 work.append(
                     PushWork(
                         item.id,
@@ -713,6 +770,7 @@ class Store(Directory):
                         client.push_url,
                         token,
                         reply,
+                        status,
                         self._case_ref(s, case),
                     )
                 )
@@ -729,7 +787,7 @@ class Store(Directory):
             self._audit(
                 s,
                 SYSTEM,
-                "reply.push",
+                "reply.push" if item.kind == "reply" else "status.push",
                 patient=self._patient_of(s, comm),
                 obj=f"Communication/{comm.id} -> client {item.client_id}",
             )
@@ -766,15 +824,44 @@ class Store(Directory):
 
     # ------------------------------------------------------------------ escalation
 
-    def acknowledge_case(self, case_id: int, at: datetime) -> bool:
-        """A nurse replied or read the room: urgent messages so far are acknowledged."""
+    def seen_by_team(self, case_id: int, reader: str, at: datetime) -> int:
+        """A nurse read the room (a read receipt) or replied at ``at``: the case is
+        acknowledged (no escalation), and the practice's messages delivered by then are
+        ``received`` (their status pushed to the practice system). Returns how many
+        messages were newly marked received."""
         with self.session() as s:
-            result = s.execute(
+            unread = s.scalars(
+                select(Communication)
+                .join(OutboxItem, OutboxItem.communication_id == Communication.id)
+                .where(
+                    Communication.case_id == case_id,
+                    Communication.direction == "to-provider",
+                    Communication.read_at.is_(None),
+                    OutboxItem.state == "done",
+                    OutboxItem.done_at <= at,
+                )
+                .order_by(Communication.created_at)
+            ).all()
+            for comm in unread:
+                comm.read_at = at
+                resource = self._open_resource(comm)
+                resource["received"] = at.isoformat()
+                self._bump(comm, resource)
+                self._queue_status(s, comm)
+                self._audit(
+                    s,
+                    Access(f"matrix:{reader}", None, "matrix"),
+                    "message.received",
+                    patient=self._patient_of(s, comm),
+                    obj=f"Communication/{comm.id}",
+                )
+            # The case row last, as delivery does (message rows, then the case).
+            s.execute(
                 update(Case)
                 .where(Case.id == case_id, Case.acknowledged_at.is_(None))
                 .values(acknowledged_at=at)
             )
-            return bool(getattr(result, "rowcount", 0))
+            return len(unread)
 
     def due_escalations(self, limits: dict[str, float], now: datetime) -> list[EscalationWork]:
         """Urgent messages delivered longer ago than their limit, that no nurse has

@@ -1,14 +1,18 @@
 """Writing and reading the audit trail in the database (see :mod:`bridge.audit`).
 
 An entry is written in the same transaction as the access it records, so there is no
-access without its entry. The chain head row is locked (PostgreSQL: ``FOR UPDATE``;
-SQLite transactions begin IMMEDIATE) so concurrent writers extend one chain.
+access without its entry. The entries of a transaction are chained when it commits
+(:meth:`AuditTrail.seal_audit`, a ``before_commit`` hook): the chain head row is locked
+(PostgreSQL: ``FOR UPDATE``; SQLite transactions begin IMMEDIATE) so concurrent writers
+extend one chain. Taking that lock last, after every other row the transaction touches,
+is what keeps it out of deadlocks: whoever holds the head waits for nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -18,6 +22,7 @@ from bridge.audit import GENESIS, Access, AuditEntry, entry_hash, verify
 from bridge.db import AuditLog, Meta, utcnow
 
 HEAD_KEY = "audit_head"
+PENDING_KEY = "wijkbrug.audit.pending"
 
 
 class AuditTrail:
@@ -35,12 +40,9 @@ class AuditTrail:
         patient: str | None = None,
         obj: str | None = None,
     ) -> None:
-        head = s.get(Meta, HEAD_KEY, with_for_update=True)
-        prev_id, prev_hash = (
-            (int(head.value["id"]), str(head.value["hash"])) if head else (0, GENESIS)
-        )
+        """Record an access; it joins the chain when the transaction commits."""
         entry = AuditEntry(
-            id=prev_id + 1,
+            id=0,
             at=utcnow(),
             actor=access.actor[:300],
             org=access.org,
@@ -49,17 +51,30 @@ class AuditTrail:
             target=obj,
             origin=(access.origin or None) and access.origin[:100],
             reason=access.reason,
-            prev_hash=prev_hash,
+            prev_hash="",
             hash="",
         )
-        digest = entry_hash(entry.fields())
-        s.add(AuditLog(**{**entry.fields(), "at": entry.at, "hash": digest}))
-        value = {"id": entry.id, "hash": digest}
+        s.info.setdefault(PENDING_KEY, []).append(entry)
+
+    def seal_audit(self, s: Session) -> None:
+        """Chain the transaction's entries onto the head (``before_commit`` of every session)."""
+        pending: list[AuditEntry] = s.info.pop(PENDING_KEY, [])
+        if not pending:
+            return
+        s.flush()  # every other row lock first; the head comes last
+        head = s.get(Meta, HEAD_KEY, with_for_update=True, populate_existing=True)
+        prev_id, prev_hash = (
+            (int(head.value["id"]), str(head.value["hash"])) if head else (0, GENESIS)
+        )
+        for entry in pending:
+            chained = replace(entry, id=prev_id + 1, prev_hash=prev_hash)
+            prev_id, prev_hash = chained.id, entry_hash(chained.fields())
+            s.add(AuditLog(**{**chained.fields(), "at": chained.at, "hash": prev_hash}))
+        value = {"id": prev_id, "hash": prev_hash}
         if head is None:
             s.add(Meta(key=HEAD_KEY, value=value))
         else:
             head.value = value
-        s.flush()
 
     def audit_entries(
         self,

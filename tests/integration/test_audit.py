@@ -4,15 +4,21 @@ pseudonym of the patient, and any changed, deleted or reordered entry is detecte
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from bridge.audit import Access
 from bridge.canonical import CareType
 from bridge.config import generate_config, load_settings
+from bridge.db import Meta, make_engine
 from bridge.runtime import open_store
+from bridge.schema import upgrade
+from bridge.secretbox import Keyring, SecretBox
 from bridge.store import Store
 from tests.support.bridge import WIJKBRUG
 from tests.support.examples import BSN, message, region, render
@@ -96,3 +102,40 @@ def test_cli_verify_and_export(tmp_path: Path) -> None:
     store.engine.dispose()
     broken = wijkbrug("audit", "verify")
     assert broken.returncode == 1 and "entry 2: changed" in broken.stdout
+
+
+def test_audit_lock_is_taken_last_so_crossing_writers_do_not_deadlock(postgres_url: str) -> None:
+    """The pattern of the kill -9 burst on PostgreSQL: one transaction audits and then
+    touches a row, another touches that row and then audits. Were the chain head locked
+    at the moment of auditing, the two would wait for each other (deadlock detected, a
+    500 to the practice); the head is taken at commit, after every other lock."""
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    store = Store(engine, SecretBox(Keyring.generate()))
+    with store.session() as s:
+        s.add(Meta(key="contended", value=0))
+    both_started = threading.Barrier(2, timeout=10)
+
+    def audit_then_touch() -> None:
+        with store.session() as s:
+            store._audit(s, HIS, "test.first")
+            s.flush()
+            both_started.wait()
+            time.sleep(0.3)  # let the other transaction queue on the row first
+            s.execute(update(Meta).where(Meta.key == "contended").values(value=1))
+
+    def touch_then_audit() -> None:
+        with store.session() as s:
+            s.execute(update(Meta).where(Meta.key == "contended").values(value=2))
+            both_started.wait()
+            time.sleep(0.6)  # the other transaction now waits for this row
+            store._audit(s, HIS, "test.second")
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(audit_then_touch), pool.submit(touch_then_audit)]:
+                done.result(timeout=30)  # raises OperationalError on a deadlock
+        assert [e.action for e in store.audit_entries()][-2:] == ["test.second", "test.first"]
+        assert store.verify_audit() == []
+    finally:
+        engine.dispose()

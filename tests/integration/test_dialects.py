@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -82,15 +83,19 @@ def site(
         bridge.stop()
 
 
+async def eventually(what: str, check: Callable[[], bool], receiver: PushReceiver) -> None:
+    for _ in range(120):
+        if check():
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{what}; {receiver.attempts} attempt(s)")
+
+
 async def reply_and_wait(
     nurse: JsClient, room_id: str, text: str, receiver: PushReceiver, count: int
 ) -> None:
     await nurse.send(room_id, text)
-    for _ in range(120):
-        if len(receiver.received) >= count:
-            return
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"no push after reply; {receiver.attempts} attempt(s)")
+    await eventually("no push after reply", lambda: len(receiver.replies()) >= count, receiver)
 
 
 async def test_stu3_and_edifact_reach_the_nurse_and_replies_return_in_dialect(
@@ -114,13 +119,32 @@ async def test_stu3_and_edifact_reach_the_nurse_and_replies_return_in_dialect(
             assert "inResponseTo" not in posted.json()  # written back as STU3
             first = await nurse.wait_for("message", timeout=60)
             assert first["encrypted"] is True
-            await reply_and_wait(
-                nurse, first["roomId"], "STU3-antwoord: morgen langs.", site.stu3_push, 1
+            # Delivered in the room: the practice system is told (a conditional update on
+            # its own identifier), after two 500s from its endpoint, once.
+            push = site.stu3_push
+            await eventually("no delivery status", lambda: bool(push.statuses()), push)
+            assert push.attempts == 3
+            delivered = push.statuses()[0]
+            Stu3Communication.model_validate(delivered)
+            assert delivered["status"] == "completed" and "sent" in delivered
+            assert "received" not in delivered
+            sent_identifier = json.loads(stu3_body)["identifier"][0]
+            assert push.received[0].path == "/Communication?" + urlencode(
+                {"identifier": f"{sent_identifier['system']}|{sent_identifier['value']}"}
             )
-            pushed = site.stu3_push.received[0]
+            await reply_and_wait(nurse, first["roomId"], "STU3-antwoord: morgen langs.", push, 1)
+            pushed = push.replies()[0]
             assert pushed.path == "/Communication"
             assert pushed.headers["If-None-Exist"].startswith("identifier=")
-            assert site.stu3_push.attempts == 3  # two 500s, then it landed, once
+            # Her reply means she read it: the practice's message is now received.
+            await eventually("no read status", lambda: len(push.statuses()) == 2, push)
+            read = push.statuses()[1]
+            assert read["id"] == stu3_id and read["received"] >= read["sent"]
+            mine = await http.get(
+                f"/fhir/stu3/Communication/{stu3_id}",
+                headers={"Authorization": f"Bearer {site.stu3_token}"},
+            )
+            assert mine.json()["received"] == read["received"]
             reply = json.loads(pushed.body)
             Stu3Communication.model_validate(reply)  # valid STU3
             assert reply["payload"][0]["contentString"] == "STU3-antwoord: morgen langs."
@@ -173,6 +197,7 @@ async def test_stu3_and_edifact_reach_the_nurse_and_replies_return_in_dialect(
                 nurse, letter["roomId"], "EDI-antwoord: vanmiddag.", site.edifact_push, 1
             )
             medvri = site.edifact_push.received[0]
+            assert len(site.edifact_push.received) == 1  # a MEDVRI letter carries no status
             assert medvri.headers["Content-Type"] == "application/edifact"
             assert medvri.body.startswith(b"UNA") and b"UNH+" in medvri.body
             back = edifact_medvri.parse_interchange(medvri.body, "application/edifact")

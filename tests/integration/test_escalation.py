@@ -1,6 +1,7 @@
 """Escalation on real parts: an urgent message that no nurse acknowledges in time is offered
 to the next provider (whose nurse can read it, patient context included), the room is told,
-and the practice system sees a status note; a read receipt in time prevents all that."""
+and the practice system sees a status note; a read receipt in time prevents all that (and
+shows the practice system that its message was received)."""
 
 from __future__ import annotations
 
@@ -127,3 +128,8 @@ async def test_read_receipt_in_time_prevents_escalation(
         )
         assert "note" not in read.json()
         assert not any(e["roomId"] == msg["roomId"] for e in second.events if "roomId" in e)
+        # The practice system sees her read it: delivered (sent), then received, each a
+        # new version, so polling on _lastUpdated finds the change.
+        seen = read.json()
+        assert seen["status"] == "completed" and seen["received"] >= seen["sent"]
+        assert seen["meta"]["versionId"] == "3"
