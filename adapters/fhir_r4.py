@@ -169,6 +169,7 @@ def read_communication(
     prior: list[Issue] | None = None,
     *,
     resolve: Resolver | None = None,
+    json_checked: bool = False,
 ) -> CaseMessage:
     """A :class:`CaseMessage` from an R4 Communication in FHIR JSON.
 
@@ -176,9 +177,10 @@ def read_communication(
     arrives in a Bundle); without it only ``#id`` references to contained resources
     resolve. With it, a literal reference it cannot resolve is an issue (inside a Bundle
     it cannot be a reference to elsewhere). ``prior`` are issues met while loading
-    (e.g. unknown XML elements).
+    (e.g. unknown XML elements). ``json_checked``: the resource was built from input
+    that passed the FHIR JSON rules (see :func:`fhirmodel.check`).
     """
-    structural = list(prior or []) + fhirmodel.check(resource)
+    structural = list(prior or []) + fhirmodel.check(resource, json_rules=not json_checked)
     msg, issues = _apply_rules(resource, resolve)
     problems = _merge(structural, issues)
     if problems or msg is None:

@@ -58,7 +58,6 @@ Diagnostics say what is wrong and where, never what was sent: it is patient data
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -163,7 +162,7 @@ def parse_communication(body: bytes, content_type: str) -> CaseMessage:
     else:
         resource, issues, from_xml = fhirmodel.load_json(body), [], False
     _require_communication(resource)
-    structural = _version_hints(resource, issues + fhirmodel.check_stu3(resource), from_xml)
+    structural = _version_hints(resource, issues + fhirmodel.check_json_stu3(resource), from_xml)
     return read_communication(resource, structural)
 
 
@@ -178,7 +177,8 @@ def read_communication(resource: JsonObject, structural: list[Issue]) -> CaseMes
     found: list[Issue] = list(mapped.issues)
     msg: CaseMessage | None = None
     try:
-        msg = fhir_r4.read_communication(r4)
+        # The STU3 JSON rules have passed; the R4 model checks what the mapping made.
+        msg = fhir_r4.read_communication(r4, json_checked=True)
     except WijkbrugError as error:
         found.extend(mapped.stu3_issue(issue) for issue in error.all_issues())
     problems = _merge(structural, found)
@@ -281,7 +281,7 @@ def _copy(source: JsonObject, target: JsonObject, *names: str) -> None:
     for name in names:
         for key in (name, f"_{name}"):
             if key in source:
-                target[key] = copy.deepcopy(source[key])
+                target[key] = fhirmodel.json_copy(source[key])
         if name == "meta" and "meta" in target:
             meta = _without_profiles(target["meta"])
             if meta is None:
@@ -397,11 +397,11 @@ class _Mapping:
         at = f"extension[{len(extensions)}]"
         self._moved(at, stu3_path)
         self._moved(f"{at}.valueReference", stu3_path)
-        extensions.append({"url": url, "valueReference": copy.deepcopy(value)})
+        extensions.append({"url": url, "valueReference": fhirmodel.json_copy(value)})
 
     def _rename(self, source: JsonObject, out: JsonObject, stu3_name: str, r4_name: str) -> None:
         if stu3_name in source:
-            out[r4_name] = copy.deepcopy(source[stu3_name])
+            out[r4_name] = fhirmodel.json_copy(source[stu3_name])
             self._moved(r4_name, stu3_name)
 
     def _contained(self, source: JsonObject, out: JsonObject) -> None:
@@ -412,7 +412,7 @@ class _Mapping:
         kept: list[Any] = []
         for index, item in enumerate(value):
             # Not an object: kept as it is, for the R4 check to report at the same place.
-            mapped = _contained_to_r4(item) if isinstance(item, dict) else copy.deepcopy(item)
+            mapped = _contained_to_r4(item) if isinstance(item, dict) else fhirmodel.json_copy(item)
             if mapped is None and isinstance(item, dict):
                 self.left_out.add(str(item.get("id")))
                 continue
@@ -432,7 +432,7 @@ class _Mapping:
             if isinstance(ext, dict) and ext.get("url") in carried:
                 continue  # mapped to its R4 element
             self._moved(f"extension[{len(kept)}]", f"extension[{index}]")
-            kept.append(copy.deepcopy(ext))
+            kept.append(fhirmodel.json_copy(ext))
         out["extension"] = kept
         return kept
 
@@ -456,13 +456,13 @@ class _Mapping:
         for index, ext in _extensions(source, IN_RESPONSE_TO_EXTENSION):
             if isinstance(ext.get("valueReference"), dict):
                 self._moved(f"inResponseTo[{len(answers)}]", f"extension[{index}].valueReference")
-                answers.append(copy.deepcopy(ext["valueReference"]))
+                answers.append(fhirmodel.json_copy(ext["valueReference"]))
         if answers:
             out["inResponseTo"] = answers
         for index, ext in _extensions(source, TOPIC_EXTENSION):
             if isinstance(ext.get("valueCodeableConcept"), dict):
                 self._moved("topic", f"extension[{index}].valueCodeableConcept")
-                out["topic"] = copy.deepcopy(ext["valueCodeableConcept"])
+                out["topic"] = fhirmodel.json_copy(ext["valueCodeableConcept"])
                 break  # R4 has one topic
 
     def _status(self, source: JsonObject, out: JsonObject) -> None:
@@ -480,9 +480,9 @@ class _Mapping:
         elif isinstance(status, str):
             out["status"] = _STATUS_TO_R4.get(status, status)
         elif status is not None:
-            out["status"] = copy.deepcopy(status)
+            out["status"] = fhirmodel.json_copy(status)
         if "_status" in source:
-            out["_status"] = copy.deepcopy(source["_status"])
+            out["_status"] = fhirmodel.json_copy(source["_status"])
 
     def _priority(self, source: JsonObject, out: JsonObject) -> None:
         found = _extensions(source, PRIORITY_EXTENSION)
@@ -540,7 +540,7 @@ class _Mapping:
         sender = source.get("sender")
         if sender is None:
             return
-        out["sender"] = copy.deepcopy(sender)
+        out["sender"] = fhirmodel.json_copy(sender)
         if not isinstance(sender, dict):
             return
         roles = _extensions(sender, ROLE_EXTENSION)
@@ -566,7 +566,9 @@ class _Mapping:
         # sender reference when the role leaves it out).
         if "practitioner" not in role and _str(sender.get("reference")):
             role["practitioner"] = {
-                k: copy.deepcopy(v) for k, v in sender.items() if k in ("reference", "display")
+                k: fhirmodel.json_copy(v)
+                for k, v in sender.items()
+                if k in ("reference", "display")
             }
         self._moved("sender.reference", f"sender.extension[{index}].valueReference.reference")
         reference: JsonObject = {"reference": f"#{local}"}
@@ -575,7 +577,7 @@ class _Mapping:
             reference["display"] = display
         others = [e for i, e in enumerate(_list(sender.get("extension"))) if i != index]
         if others:
-            reference["extension"] = copy.deepcopy(others)
+            reference["extension"] = fhirmodel.json_copy(others)
         out["sender"] = reference
 
     def _contained_resource(self, out: JsonObject, local: str) -> JsonObject | None:
@@ -602,7 +604,7 @@ class _Mapping:
 
 def _contained_to_r4(item: JsonObject) -> JsonObject | None:
     """A contained STU3 resource in R4; ``None`` if it cannot be carried over."""
-    out = copy.deepcopy(item)
+    out = fhirmodel.json_copy(item)
     _copy(item, out, "meta")  # drops the profile claims
     kind = out.get("resourceType")
     if kind in ("Patient", "Practitioner", "RelatedPerson"):
@@ -691,11 +693,11 @@ def from_r4(resource: JsonObject) -> JsonObject:
     for ext in _list(resource.get("extension")):
         url = ext.get("url") if isinstance(ext, dict) else None
         if url == DEFINITION_EXTENSION and "valueReference" in ext:
-            definition.append(copy.deepcopy(ext["valueReference"]))
+            definition.append(fhirmodel.json_copy(ext["valueReference"]))
         elif url == CONTEXT_EXTENSION and "valueReference" in ext:
-            context = copy.deepcopy(ext["valueReference"])
+            context = fhirmodel.json_copy(ext["valueReference"])
         else:
-            extensions.append(copy.deepcopy(ext))
+            extensions.append(fhirmodel.json_copy(ext))
     if "priority" in resource:
         extensions.append({"url": PRIORITY_EXTENSION, "valueCode": resource["priority"]})
     for answered in _list(resource.get("inResponseTo")):
@@ -703,7 +705,7 @@ def from_r4(resource: JsonObject) -> JsonObject:
     if isinstance(resource.get("topic"), dict):
         extensions.append({"url": TOPIC_EXTENSION, "valueCodeableConcept": resource["topic"]})
     if extensions:
-        out["extension"] = copy.deepcopy(extensions)
+        out["extension"] = fhirmodel.json_copy(extensions)
     _copy(resource, out, "modifierExtension", "identifier")
     if definition:
         out["definition"] = definition
@@ -714,12 +716,12 @@ def from_r4(resource: JsonObject) -> JsonObject:
         if status == "not-done":
             out["notDone"] = True
     if "statusReason" in resource:
-        out["notDoneReason"] = copy.deepcopy(resource["statusReason"])
+        out["notDoneReason"] = fhirmodel.json_copy(resource["statusReason"])
     _copy(resource, out, "category", "medium", "subject", "recipient")
     if "about" in resource:
-        out["topic"] = copy.deepcopy(resource["about"])
+        out["topic"] = fhirmodel.json_copy(resource["about"])
     if "encounter" in resource:
-        out["context"] = copy.deepcopy(resource["encounter"])
+        out["context"] = fhirmodel.json_copy(resource["encounter"])
     elif context is not None:
         out["context"] = context
     _copy(resource, out, "sent", "received")
@@ -739,7 +741,7 @@ _CORE = frozenset({"Patient", "Practitioner", "PractitionerRole", "Organization"
 def _contained_from_r4(item: Any) -> JsonObject | None:
     if not isinstance(item, dict):
         return None
-    out = copy.deepcopy(item)
+    out = fhirmodel.json_copy(item)
     _copy(item, out, "meta")  # drops the profile claims
     _drop_reference_types(out)
     kind = out.get("resourceType")
@@ -767,10 +769,10 @@ def _sender_from_r4(resource: JsonObject) -> JsonObject | None:
         None,
     )
     if role is None or role.get("resourceType") != "PractitionerRole":
-        return copy.deepcopy(sender)
+        return fhirmodel.json_copy(sender)
     out: JsonObject = {
         "extension": [
-            *copy.deepcopy(_list(sender.get("extension"))),
+            *fhirmodel.json_copy(_list(sender.get("extension"))),
             {"url": ROLE_EXTENSION, "valueReference": {"reference": f"#{local}"}},
         ]
     }
@@ -813,5 +815,5 @@ def render_reply(reply: Reply, *, last_updated: datetime) -> JsonObject:
     """
     r4 = fhir_r4.render_reply(reply, last_updated=last_updated)
     if reply.in_response_to:
-        r4["about"] = copy.deepcopy(r4["inResponseTo"])
+        r4["about"] = fhirmodel.json_copy(r4["inResponseTo"])
     return from_r4(r4)

@@ -32,8 +32,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from fhir.resources import R4B
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
@@ -54,6 +55,7 @@ XHTML_NS = "http://www.w3.org/1999/xhtml"
 MAX_DEPTH = 48  # far deeper than any real resource; bounds recursion on hostile input
 
 JsonObject = dict[str, Any]
+_J = TypeVar("_J")
 
 _INTEGERS = frozenset({"integer", "positiveInt", "unsignedInt", "integer64"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -72,10 +74,10 @@ class _Field:
     many: bool
     type_name: str  # FHIR type: "boolean", "string", "CodeableConcept", "Resource", ...
     primitive: bool
+    is_resource: bool = dataclass_field(init=False)  # a contained resource (checked per element)
 
-    @property
-    def is_resource(self) -> bool:
-        return self.type_name == "Resource"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_resource", self.type_name == "Resource")
 
 
 @cache
@@ -393,7 +395,7 @@ def _check_object(data: Any, type_name: str, path: str, issues: list[Issue], dep
     if not isinstance(data, dict):
         issues.append(Issue(ErrorCode.INVALID, "expected a JSON object", path))
         return
-    if not any(key != "resourceType" for key in data):
+    if not data or (len(data) == 1 and "resourceType" in data):
         issues.append(Issue(ErrorCode.INVALID, "empty objects are not allowed", path))
         return
     fields = _fields(type_name)
@@ -405,7 +407,7 @@ def _check_object(data: Any, type_name: str, path: str, issues: list[Issue], dep
         if field is None or (twin and not field.primitive):
             issues.append(Issue(ErrorCode.INVALID, "unknown element", _join(path, key)))
             continue
-        child_path = _join(path, field.name)
+        child_path = f"{path}.{field.name}"
         if not field.many:
             _check_one(value, field, twin, child_path, issues, depth)
             continue
@@ -442,12 +444,12 @@ def _check_one(
         issues.append(Issue(ErrorCode.INVALID, "null is not allowed", path))
     elif twin:
         _check_object(value, "Element", path, issues, depth + 1)
-    elif field.is_resource:
-        _check_resource(value, path, issues, depth + 1)
     elif field.primitive:
         problem = _primitive_problem(value, field.type_name)
         if problem:
             issues.append(Issue(ErrorCode.VALUE, problem, path))
+    elif field.is_resource:
+        _check_resource(value, path, issues, depth + 1)
     else:
         _check_object(value, field.type_name, path, issues, depth + 1)
 
@@ -457,31 +459,60 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 def _primitive_problem(value: Any, type_name: str) -> str | None:
     """What is wrong with the JSON type of a primitive (its format is the model's job)."""
-    if type_name == "boolean":
-        return None if isinstance(value, bool) else "expected a JSON boolean"
-    if type_name in _INTEGERS:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else "expected a JSON integer"
+    expected = _NON_STRING.get(type_name)
+    if expected is None:  # most primitives are JSON strings
+        if not isinstance(value, str):
+            return "expected a JSON string"
+        return (
+            "control characters are not allowed in FHIR strings" if _CONTROL.search(value) else None
+        )
+    if isinstance(value, bool):
+        return None if type_name == "boolean" else expected
     if type_name == "decimal":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else "expected a JSON number"
-    if not isinstance(value, str):
-        return "expected a JSON string"
-    if _CONTROL.search(value):
-        return "control characters are not allowed in FHIR strings"
-    return None
+        return None if isinstance(value, int | float) else expected
+    return None if isinstance(value, int) and type_name != "boolean" else expected
+
+
+_NON_STRING = {
+    "boolean": "expected a JSON boolean",
+    "decimal": "expected a JSON number",
+    **{name: "expected a JSON integer" for name in _INTEGERS},
+}
 
 
 # ---------------------------------------------------------------- the R4B model
 
 
-def check(resource: JsonObject) -> list[Issue]:
+def check(resource: JsonObject, *, json_rules: bool = True) -> list[Issue]:
     """Every structural problem of a FHIR JSON resource, each with its FHIRPath.
 
     First the FHIR JSON rules (JSON types, no nulls or empty objects/arrays, known
     elements), then the R4B model (formats, cardinality, choice types). Empty if valid.
+    ``json_rules=False`` leaves the first part out, for a resource built from input
+    whose JSON has passed those rules already (an STU3 message mapped to R4).
     """
-    return _validate(resource)[1]
+    return _validate(resource, json_rules)[1]
+
+
+def json_copy(value: _J) -> _J:
+    """A deep copy of JSON data (dicts, lists and scalars); much cheaper than deepcopy."""
+    return cast(_J, _json_copy(value))
+
+
+def _json_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
+
+
+def check_json(resource: JsonObject) -> list[Issue]:
+    """The FHIR JSON rules only (JSON types, no nulls or empty objects/arrays, known
+    elements), each problem with its FHIRPath; the model's own checks are left out."""
+    issues: list[Issue] = []
+    _check_resource(resource, _root_path(resource), issues, 0)
+    return _dedupe(issues)
 
 
 def model(resource: JsonObject) -> FHIRAbstractModel:
@@ -518,10 +549,13 @@ def _root_path(resource: JsonObject) -> str:
     return "Resource"
 
 
-def _validate(resource: JsonObject) -> tuple[FHIRAbstractModel | None, list[Issue]]:
+def _validate(
+    resource: JsonObject, json_rules: bool = True
+) -> tuple[FHIRAbstractModel | None, list[Issue]]:
     root = _root_path(resource)
     issues: list[Issue] = []
-    _check_resource(resource, root, issues, 0)
+    if json_rules or root == "Resource":
+        _check_resource(resource, root, issues, 0)
     if root == "Resource":
         return None, issues
     instance: FHIRAbstractModel | None = None
@@ -717,10 +751,12 @@ __all__ = [
     "FHIR_VERSION",
     "JsonObject",
     "check",
+    "check_json",
     "dump",
     "dump_xml",
     "is_resource_type",
     "issues_from_validation_error",
+    "json_copy",
     "load_json",
     "load_xml",
     "model",
@@ -795,6 +831,12 @@ def check_stu3(resource: JsonObject) -> list[Issue]:
     return issues
 
 
+def check_json_stu3(resource: JsonObject) -> list[Issue]:
+    """The FHIR JSON rules of STU3 only (see :func:`check_json`)."""
+    issues: list[Issue] = _STU3["check_json"](resource)
+    return issues
+
+
 def model_stu3(resource: JsonObject) -> FHIRAbstractModel:
     """The STU3 model of a FHIR JSON resource; ``WijkbrugError`` with all issues if invalid."""
     instance: FHIRAbstractModel = _STU3["model"](resource)
@@ -809,6 +851,7 @@ def dump_xml_stu3(resource: JsonObject) -> bytes:
 
 __all__ += [
     "FHIR_VERSION_STU3",
+    "check_json_stu3",
     "check_stu3",
     "dump_xml_stu3",
     "is_resource_type_stu3",
