@@ -1233,8 +1233,13 @@ def render_reply(
     control_ref: str,
     now: datetime,
     recipient_name: str | None = None,
+    files_base: str = "",
 ) -> bytes:
     """A nurse's answer as a MEDVRI interchange (UNOC, ISO 8859-1) for the practice.
+
+    A letter cannot carry a file: each file of the reply is a ``Bijlage:`` text line with
+    its title, type, size and where to fetch it (``{files_base}/Binary/{id}``, with the
+    practice's own token).
 
     ``sender_id`` goes in UNB as the sender (Wijkbrug's or the provider's code; give an
     AGB code for the practice to read it back as one), ``recipient_agb`` is the practice
@@ -1259,7 +1264,7 @@ def render_reply(
     ]
     if reply.patient is not None:
         body.extend(_patient_segments(reply.patient))
-    body.extend(Segment("TXT", line) for line in _reply_lines(reply))
+    body.extend(Segment("TXT", line) for line in _reply_lines(reply, files_base))
     body.append(_segment("GGO", _field(recipient_name or f"AGB {recipient_agb}")))
     body.append(Segment("UNT", str(len(body) + 1), control_ref))
     header = Segment(
@@ -1297,12 +1302,18 @@ def _patient_segments(patient: Patient) -> list[Segment]:
     ]
 
 
-def _reply_lines(reply: Reply) -> list[str]:
+def _reply_lines(reply: Reply, files_base: str = "") -> list[str]:
     lines = [f"Zorgsoort: {reply.care_type.value}"]
     if reply.case_number:
         lines.append(_field(f"Casus: {reply.case_number}"))
     lines.append("")
-    for paragraph in _latin1(reply.text).split("\n"):
+    paragraphs = _latin1(reply.text).split("\n")
+    for att in reply.attachments:
+        paragraphs.append(
+            f"Bijlage: {_field(att.title)} ({att.content_type}, {att.size} bytes) "
+            f"{files_base}/Binary/{att.id}"
+        )
+    for paragraph in paragraphs:
         wrapped = textwrap.wrap(paragraph, TXT_WIDTH, break_long_words=True, break_on_hyphens=False)
         lines.extend(wrapped or [""])
     return lines

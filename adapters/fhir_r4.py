@@ -24,7 +24,9 @@ may carry a BSN in a conditional reference).
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -37,6 +39,7 @@ from adapters.fhir_media import FhirMedia
 from bridge import fhirmodel
 from bridge.canonical import (
     CARE_TYPE_SYSTEM,
+    Attachment,
     CareType,
     CaseMessage,
     Identifier,
@@ -202,6 +205,7 @@ def _apply_rules(
     patient = _subject(resource, refs, issues)
     sender = _sender(resource, refs, issues)
     text = _text_payload(resource, issues)
+    attachments = _attachments(resource, issues)
     recipient_ura = _recipient(resource, refs, issues)
     if issues or not (identifier and care_type and patient and sender and text):
         return None, issues
@@ -215,6 +219,7 @@ def _apply_rules(
         sent=_moment(resource.get("sent")),
         recipient_ura=recipient_ura,
         resource=resource,
+        attachments=attachments,
     )
     return msg, issues
 
@@ -791,6 +796,81 @@ def _text_payload(resource: JsonObject, issues: list[Issue]) -> str | None:
     return text
 
 
+def _attachments(resource: JsonObject, issues: list[Issue]) -> tuple[Attachment, ...]:
+    """The files of ``payload[1..]``: each an ``Attachment`` with its contents in ``data``
+    (Wijkbrug fetches nothing from a ``url``). Whether a file's type and size are allowed
+    is the region's policy, checked when the message is accepted."""
+    out: list[Attachment] = []
+    for index, payload in _items(resource.get("payload")):
+        if index == 0:
+            continue  # the message text (see _text_payload)
+        where = f"Communication.payload[{index}]"
+        if "contentReference" in payload:
+            issues.append(
+                Issue(
+                    ErrorCode.INVALID,
+                    "a payload that refers to a resource is not carried; send the file itself "
+                    "as contentAttachment",
+                    f"{where}.contentReference",
+                )
+            )
+            continue
+        att = payload.get("contentAttachment")
+        if not isinstance(att, dict):
+            continue  # more text (contentString): the structure rules have checked it
+        where = f"{where}.contentAttachment"
+        data = att.get("data")
+        if not isinstance(data, str) or not data:
+            issues.append(
+                Issue(
+                    ErrorCode.REQUIRED,
+                    "a file must carry its contents in data (base64); Wijkbrug does not "
+                    "fetch files from a url",
+                    f"{where}.data",
+                )
+            )
+            continue
+        try:
+            contents = base64.b64decode(data, validate=True)
+        except ValueError:
+            issues.append(Issue(ErrorCode.VALUE, "data is not valid base64", f"{where}.data"))
+            continue
+        content_type = att.get("contentType")
+        if not isinstance(content_type, str) or not content_type:
+            issues.append(
+                Issue(ErrorCode.REQUIRED, "a file needs its contentType", f"{where}.contentType")
+            )
+            continue
+        size = att.get("size")
+        if isinstance(size, int) and size != len(contents):
+            issues.append(
+                Issue(
+                    ErrorCode.VALUE,
+                    f"size says {size} bytes, data holds {len(contents)}",
+                    f"{where}.size",
+                )
+            )
+            continue
+        sha1 = att.get("hash")
+        if isinstance(sha1, str) and sha1 != base64.b64encode(
+            hashlib.sha1(contents, usedforsecurity=False).digest()
+        ).decode("ascii"):
+            issues.append(Issue(ErrorCode.VALUE, "hash is not the SHA-1 of data", f"{where}.hash"))
+            continue
+        title = att.get("title") if isinstance(att.get("title"), str) else ""
+        out.append(
+            Attachment(
+                content_type=content_type,
+                title=title or "bestand",
+                size=len(contents),
+                sha256=hashlib.sha256(contents).hexdigest(),
+                data=contents,
+                where=where,
+            )
+        )
+    return tuple(out)
+
+
 def _recipient(resource: JsonObject, refs: _References, issues: list[Issue]) -> str | None:
     recipients = list(_items(resource.get("recipient")))
     if not recipients:
@@ -1329,8 +1409,9 @@ def communication_for_case_message(
     return out
 
 
-def render_reply(reply: Reply, *, last_updated: datetime) -> JsonObject:
-    """A nurse's answer as an R4 Communication for the practice's system."""
+def render_reply(reply: Reply, *, last_updated: datetime, files_base: str = "") -> JsonObject:
+    """A nurse's answer as an R4 Communication for the practice's system. Its files are
+    ``contentAttachment`` payloads linking to ``{files_base}/Binary/{id}``."""
     sender = reply.sender
     contained: list[JsonObject] = []
     if reply.patient is not None:
@@ -1363,6 +1444,11 @@ def render_reply(reply: Reply, *, last_updated: datetime) -> JsonObject:
     display = sender.name + (f" ({sender.organisation_name})" if sender.organisation_name else "")
     out["sender"] = {"reference": f"#{sender_id}", "display": display}
     out["payload"] = [{"contentString": reply.text}]
+    for att in reply.attachments:
+        attachment = {"contentType": att.content_type, "url": f"{files_base}/Binary/{att.id}"}
+        out["payload"].append(
+            {"contentAttachment": {**attachment, "size": att.size, "title": att.title}}
+        )
     return out
 
 

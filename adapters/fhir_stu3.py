@@ -807,13 +807,13 @@ def communication_for_case_message(
     return from_r4(r4)
 
 
-def render_reply(reply: Reply, *, last_updated: datetime) -> JsonObject:
+def render_reply(reply: Reply, *, last_updated: datetime, files_base: str = "") -> JsonObject:
     """A nurse's answer as an STU3 Communication for the practice's system.
 
     The answered Communication is named twice: the R4 ``inResponseTo`` as its HL7
     cross-version extension, and STU3's own ``topic`` (R4 ``about``).
     """
-    r4 = fhir_r4.render_reply(reply, last_updated=last_updated)
+    r4 = fhir_r4.render_reply(reply, last_updated=last_updated, files_base=files_base)
     if reply.in_response_to:
         r4["about"] = fhirmodel.json_copy(r4["inResponseTo"])
     return from_r4(r4)

@@ -84,6 +84,21 @@ class Party:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file in a message: a wound photo, a letter as PDF. Its title and contents are
+    patient data: never log them. ``data`` travels only until the file is stored; after
+    that ``id`` finds it (``GET /fhir/Binary/{id}``)."""
+
+    content_type: str
+    title: str
+    size: int
+    sha256: str  # hex digest of the contents
+    id: str = ""
+    data: bytes = field(default=b"", repr=False, compare=False)
+    where: str = field(default="", compare=False)  # FHIRPath of its payload, for issues
+
+
+@dataclass(frozen=True)
 class CaseMessage:
     """A GP practice's message about a patient, to be routed to a provider team."""
 
@@ -96,6 +111,7 @@ class CaseMessage:
     sent: datetime | None = None
     recipient_ura: str | None = None  # empty = route by preferred provider
     resource: dict[str, Any] = field(default_factory=dict)  # normalised R4 JSON
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,3 +127,4 @@ class Reply:
     sent: datetime
     patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()

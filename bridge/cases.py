@@ -8,11 +8,20 @@ structured FHIR resource beside it.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
-from bridge.canonical import CareType, CaseMessage, Identifier, Party, Patient, Priority, Reply
+from bridge.canonical import (
+    Attachment,
+    CareType,
+    CaseMessage,
+    Identifier,
+    Party,
+    Patient,
+    Priority,
+    Reply,
+)
 
 # Keys of our structured content in Matrix events (namespaced, like de.gematik.fhir).
 FHIR_KEY = "nl.wijkbrug.fhir"
@@ -102,8 +111,27 @@ def message_content(
 # -- canonical message <-> plain dict, for storing it (encrypted) and reading it back --
 
 
+def _attachments_to_list(attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+    """What is kept of a message's files with the message: never their contents."""
+    return [
+        {
+            "id": a.id,
+            "content_type": a.content_type,
+            "title": a.title,
+            "size": a.size,
+            "sha256": a.sha256,
+        }
+        for a in attachments
+    ]
+
+
+def _attachments_from_list(items: list[dict[str, Any]] | None) -> tuple[Attachment, ...]:
+    return tuple(Attachment(**item) for item in items or ())
+
+
 def message_to_dict(msg: CaseMessage) -> dict[str, Any]:
-    data = asdict(msg)
+    data = asdict(replace(msg, attachments=()))
+    data["attachments"] = _attachments_to_list(msg.attachments)
     data["care_type"] = msg.care_type.value
     data["priority"] = msg.priority.value
     data["sent"] = msg.sent.isoformat() if msg.sent else None
@@ -130,11 +158,13 @@ def message_from_dict(data: dict[str, Any]) -> CaseMessage:
         sent=datetime.fromisoformat(data["sent"]) if data["sent"] else None,
         recipient_ura=data.get("recipient_ura"),
         resource=data.get("resource") or {},
+        attachments=_attachments_from_list(data.get("attachments")),
     )
 
 
 def reply_to_dict(reply: Reply) -> dict[str, Any]:
-    data = asdict(reply)
+    data = asdict(replace(reply, attachments=()))
+    data["attachments"] = _attachments_to_list(reply.attachments)
     data["care_type"] = reply.care_type.value
     data["sent"] = reply.sent.isoformat()
     if reply.patient is not None:
@@ -164,4 +194,5 @@ def reply_from_dict(data: dict[str, Any]) -> Reply:
         sent=datetime.fromisoformat(data["sent"]),
         patient=patient,
         extra=data.get("extra") or {},
+        attachments=_attachments_from_list(data.get("attachments")),
     )

@@ -116,6 +116,15 @@ class EscalationSection(_Section):
         }.get(priority)
 
 
+class FilesSection(_Section):
+    """Which files may travel between a case room and a practice system (wound photos,
+    letters); anything else is refused, and the sender is told why."""
+
+    # 7 MiB: its base64 form stays under libxml2's 10 MB limit on one XML text node.
+    max_bytes: int = 7 * 1024 * 1024
+    allowed_types: list[str] = ["image/jpeg", "image/png", "application/pdf"]
+
+
 class Settings(_Section):
     data_dir: str = DEFAULT_DATA_DIR
     homeserver: HomeserverSection = HomeserverSection()
@@ -125,6 +134,7 @@ class Settings(_Section):
     delivery: DeliverySection = DeliverySection()
     escalation: EscalationSection = EscalationSection()
     office_hours: OfficeHoursSection = OfficeHoursSection()
+    files: FilesSection = FilesSection()
 
     @property
     def data_path(self) -> Path:

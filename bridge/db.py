@@ -362,6 +362,23 @@ class AppserviceTransaction(Base):
     event_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class StoredFile(Base):
+    """A file of a message (a wound photo, a letter): title and contents encrypted."""
+
+    __tablename__ = "attachments"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    communication_id: Mapped[str] = mapped_column(
+        ForeignKey("communications.id", name="fk_attachments_communication"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)  # order within the message
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    title_enc: Mapped[str] = mapped_column(Text)
+    data_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class InboundEvent(Base):
     """A room event from an appservice transaction, waiting to be handled (e.g. decrypted)."""
 

@@ -58,12 +58,16 @@ def render_status(dialect: str, resource: dict[str, Any], identifier: tuple[str,
     return Outgoing(f"/Communication?{query}", body, "application/fhir+json", {}, "PUT")
 
 
-def render_push(dialect: str, reply: Reply, practice: OrgRef, now: datetime) -> Outgoing:
+def render_push(
+    dialect: str, reply: Reply, practice: OrgRef, now: datetime, *, files_base: str = ""
+) -> Outgoing:
     """A reply in the client's own dialect. FHIR pushes are conditional creates on the
     reply's identifier (``If-None-Exist``), so a retried push never makes a duplicate."""
     if_none_exist = {"If-None-Exist": f"identifier={MESSAGE_SYSTEM}|{reply.id}"}
     if dialect == fhir_stu3.NAME:
-        resource: dict[str, Any] = fhir_stu3.render_reply(reply, last_updated=now)
+        resource: dict[str, Any] = fhir_stu3.render_reply(
+            reply, last_updated=now, files_base=files_base
+        )
         body = json.dumps(resource, ensure_ascii=False).encode()
         return Outgoing("/Communication", body, "application/fhir+json", if_none_exist)
     if dialect == edifact_medvri.NAME:
@@ -74,8 +78,9 @@ def render_push(dialect: str, reply: Reply, practice: OrgRef, now: datetime) -> 
             control_ref=reply.id.replace("-", "")[:14].upper(),
             now=now,
             recipient_name=practice.name,
+            files_base=files_base,
         )
         return Outgoing("", interchange, "application/edifact", {})
-    resource = fhir_r4.render_reply(reply, last_updated=now)
+    resource = fhir_r4.render_reply(reply, last_updated=now, files_base=files_base)
     body = json.dumps(resource, ensure_ascii=False).encode()
     return Outgoing("/Communication", body, "application/fhir+json", if_none_exist)

@@ -24,6 +24,7 @@ from nio import AsyncClient, AsyncClientConfig, MegolmEvent
 from nio.exceptions import EncryptionError
 from nio.responses import ErrorResponse, RoomSendResponse, SyncResponse
 
+from bridge.files import FileError, media_id
 from bridge.store import Store
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,48 @@ class MatrixApi:
                 errcode=errcode,
             )
         return body
+
+    async def upload(self, data: bytes, *, as_user: str | None = None) -> str:
+        """Put bytes (an encrypted attachment's ciphertext) in the media repository;
+        returns the ``mxc://`` URI."""
+        params = {"user_id": as_user or self.bot_user_id}
+        try:
+            resp = await self._http.post(
+                "/_matrix/media/v3/upload",
+                content=data,
+                params=params,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        except httpx.HTTPError as exc:
+            raise MatrixError(f"upload: {type(exc).__name__}") from exc
+        if resp.status_code >= 400:
+            raise MatrixError(f"upload: {resp.status_code}", status=resp.status_code)
+        uri = resp.json().get("content_uri")
+        if not isinstance(uri, str) or not uri.startswith("mxc://"):
+            raise MatrixError("upload: no content_uri in the answer")
+        return uri
+
+    async def download(self, mxc: str, max_bytes: int) -> bytes:
+        """The bytes behind an ``mxc://`` URI (authenticated media), at most ``max_bytes``."""
+        try:
+            server, media = media_id(mxc)
+        except FileError as exc:
+            raise MatrixError(f"download: {exc}") from None
+        path = f"/_matrix/client/v1/media/download/{quote(server)}/{quote(media)}"
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with self._http.stream("GET", path, params={"user_id": self.bot_user_id}) as resp:
+                if resp.status_code >= 400:
+                    raise MatrixError(f"download: {resp.status_code}", status=resp.status_code)
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MatrixError(f"download: larger than {max_bytes} bytes")
+                    chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            raise MatrixError(f"download: {type(exc).__name__}") from exc
+        return b"".join(chunks)
 
     async def versions(self) -> dict[str, Any]:
         return await self._call("GET", "/_matrix/client/versions", masquerade=False)

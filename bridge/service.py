@@ -23,16 +23,18 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from adapters import fhir_r4
-from bridge import cases, chat, dialects
+from bridge import cases, chat, dialects, files
 from bridge.audit import Access
-from bridge.canonical import CaseMessage, Party, Patient, Reply
+from bridge.canonical import Attachment, CaseMessage, Party, Patient, Reply
 from bridge.config import Settings
 from bridge.directory import ClientRef, OrgRef
 from bridge.errors import ErrorCode, Issue, WijkbrugError
@@ -156,7 +158,7 @@ class Bridge:
             raise WijkbrugError(
                 ErrorCode.FORBIDDEN, "only a practice's client can start or continue a case"
             )
-        messages = dialects.parse(client.dialect, body, content_type)
+        messages = [self._with_files(m) for m in dialects.parse(client.dialect, body, content_type)]
         plans: list[tuple[CaseMessage, StoredCommunication | None, Decision | None]] = []
         for number, msg in enumerate(messages, start=1):
             existing = self.store.find_by_identifier(client.org.id, msg.identifier, access)
@@ -187,6 +189,30 @@ class Bridge:
             else self._store_new(client, msg, decision, access)
             for msg, existing, decision in plans
         ]
+
+    def _with_files(self, msg: CaseMessage) -> CaseMessage:
+        """Check a message's files against the region's policy (refusing the message, with
+        where and why, if one is not allowed), give each an id, and link them in the
+        stored resource instead of carrying their contents twice."""
+        if not msg.attachments:
+            return msg
+        policy = self.settings.files
+        refused = [
+            Issue(
+                ErrorCode.TOO_LARGE if att.size > policy.max_bytes else ErrorCode.VALUE,
+                why,
+                att.where,
+            )
+            for att in msg.attachments
+            if (why := files.problem(policy, att.content_type, att.data))
+        ]
+        if refused:
+            raise WijkbrugError.from_issues(refused)
+        attachments = tuple(replace(att, id=str(uuid.uuid4())) for att in msg.attachments)
+        resource = files.link_attachments(
+            msg.resource, attachments, self.settings.public_url + "/fhir"
+        )
+        return replace(msg, attachments=attachments, resource=resource)
 
     def _decide(self, msg: CaseMessage) -> Decision:
         """The preferred provider, or the provider the sender named as recipient."""
@@ -272,6 +298,8 @@ class Bridge:
                 txn_id=f"wijkbrug-out-{item.item_id}",
                 expect_members=team,
             )
+            for number, att in enumerate(item.message.attachments):
+                await self._send_file(sender, room_id, att, f"wijkbrug-out-{item.item_id}-{number}")
         except MatrixError as exc:
             attempts = item.attempts + 1
             # An unreachable homeserver is an outage, not a verdict on this message: keep
@@ -296,6 +324,14 @@ class Bridge:
             return
         await asyncio.to_thread(self.store.outbox_done, item.item_id, event_id, context_sent=True)
         log.info("delivered communication %s as %s", item.communication_id, event_id)
+
+    async def _send_file(self, sender: Device, room_id: str, att: Attachment, txn_id: str) -> None:
+        """A stored file into the room as an encrypted attachment (the homeserver keeps
+        only ciphertext). A retry uploads again; the send itself is idempotent."""
+        stored = await asyncio.to_thread(self.store.file_contents, att.id)
+        ciphertext, info = files.encrypt_for_room(stored.data)
+        mxc = await self.api.upload(ciphertext, as_user=sender.user_id)
+        await sender.send(room_id, files.room_content(stored, {**info, "url": mxc}), txn_id=txn_id)
 
     def _ghost_localpart(self, sender: Party) -> str:
         prefix = self.settings.appservice.ghost_prefix
@@ -473,6 +509,14 @@ class Bridge:
         else:
             decrypted = {"type": ev.type, "content": ev.event.get("content", {})}
         content = decrypted.get("content") or {}
+        if (
+            decrypted.get("type") == "m.room.message"
+            and content.get("msgtype") in FILE_MSGTYPES
+            and case is not None
+            and not await asyncio.to_thread(self.store.practitioner_by_matrix_id, ev.sender)
+        ):
+            await self._on_file(case, ev, content)
+            return
         if decrypted.get("type") != "m.room.message" or content.get("msgtype") not in (
             "m.text",
             "m.notice",
@@ -513,7 +557,51 @@ class Bridge:
         delay = min(0.5 * 2**ev.attempts, 30.0)
         await asyncio.to_thread(self.store.event_retry, ev.event_id, "no megolm key yet", delay)
 
-    async def _store_reply(self, case: CaseRef, ev: PendingEvent, text: str) -> None:
+    async def _on_file(self, case: CaseRef, ev: PendingEvent, content: dict[str, Any]) -> None:
+        """A nurse's photo or PDF: fetched, decrypted, checked, and passed on as a reply
+        with the file; a file that may not travel stays in the room, and she is told why."""
+        policy = self.settings.files
+        title = str(content.get("body") or content.get("filename") or "bestand")[:200]
+        info = content.get("info")
+        info = info if isinstance(info, dict) else {}
+        declared = info.get("mimetype") if isinstance(info.get("mimetype"), str) else None
+        try:
+            size = info.get("size")
+            if isinstance(size, int) and size > policy.max_bytes:
+                raise files.FileError(f"the file is {size} bytes; at most {policy.max_bytes}")
+            file_info = content.get("file")
+            if isinstance(file_info, dict):
+                ciphertext = await self.api.download(
+                    str(file_info.get("url", "")), policy.max_bytes + 1024
+                )
+                data = files.decrypt_from_room(ciphertext, file_info)
+            else:  # an unencrypted room (case rooms never are, but a file is a file)
+                data = await self.api.download(str(content.get("url", "")), policy.max_bytes)
+            why = files.problem(policy, declared, data)
+            if why:
+                raise files.FileError(why)
+        except (files.FileError, MatrixError) as exc:
+            log.info("file event %s not passed on: %s", ev.event_id, exc)
+            await asyncio.to_thread(self.store.event_done, ev.event_id, "refused", str(exc)[:300])
+            await self._say(
+                ev.room_id,
+                f"Het bestand van {ev.sender} is niet doorgestuurd naar het praktijksysteem "
+                f"({exc}). Toegestaan: {files.allowed_text(policy)}.",
+                f"wijkbrug-file-refused-{ev.event_id}",
+            )
+            return
+        att = files.attachment(title, data, files.sniff(data) or "application/octet-stream")
+        await self._store_reply(
+            case, ev, f"Bijlage: {title}", (replace(att, id=str(uuid.uuid4())),)
+        )
+
+    async def _store_reply(
+        self,
+        case: CaseRef,
+        ev: PendingEvent,
+        text: str,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> None:
         org = await asyncio.to_thread(self.store.organisation_of_member, ev.sender)
         org = org or case.provider
         name = await self.api.displayname(ev.sender) or ev.sender
@@ -540,8 +628,10 @@ class Bridge:
                 text=text,
                 sent=sent,
                 patient=original.patient if original else None,
+                attachments=attachments,
             )
-            return reply, fhir_r4.render_reply(reply, last_updated=now)
+            files_base = self.settings.public_url + "/fhir"
+            return reply, fhir_r4.render_reply(reply, last_updated=now, files_base=files_base)
 
         access = Access(f"matrix:{ev.sender}", org.code, "matrix")
         hap = await self._out_of_hours_hap(case, sent)
@@ -701,7 +791,11 @@ class Bridge:
         the practice system can still read the status with a GET."""
         if item.reply is not None:
             out = dialects.render_push(
-                item.client.dialect, item.reply, item.case.practice, datetime.now(UTC)
+                item.client.dialect,
+                item.reply,
+                item.case.practice,
+                datetime.now(UTC),
+                files_base=self.settings.public_url + "/fhir",
             )
         else:
             assert item.status is not None
@@ -888,6 +982,7 @@ class Bridge:
 
 
 RECEIPT = "wijkbrug.receipt"
+FILE_MSGTYPES = ("m.image", "m.file")
 
 
 def receipt_events(ephemeral: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from bridge import cases, dialects
 from bridge.audit import SYSTEM, Access
-from bridge.canonical import CareType, CaseMessage, Identifier, Patient, Reply
+from bridge.canonical import Attachment, CareType, CaseMessage, Identifier, Patient, Reply
 from bridge.db import (
     AppserviceTransaction,
     Case,
@@ -36,6 +36,7 @@ from bridge.db import (
     OutboxItem,
     PushItem,
     RoutingDecision,
+    StoredFile,
     TeamMember,
     make_sessionmaker,
     utcnow,
@@ -312,11 +313,65 @@ class Store(Directory):
             )
             s.add(comm)
             s.flush()
+            self._store_files(s, comm_id, msg.attachments)
             s.add(OutboxItem(communication_id=comm_id, case_id=case.id, next_attempt_at=now))
             self._audit(
                 s, access, "message.create", patient=patient_key, obj=f"Communication/{comm_id}"
             )
             return self._stored(comm), True
+
+    def _store_files(self, s: Session, comm_id: str, attachments: Sequence[Attachment]) -> None:
+        """A message's files, encrypted at rest (ids assigned by the caller)."""
+        for position, att in enumerate(attachments):
+            assert att.id and att.data, "a file is stored with its id and contents"
+            s.add(
+                StoredFile(
+                    id=att.id,
+                    communication_id=comm_id,
+                    position=position,
+                    content_type=att.content_type,
+                    size=att.size,
+                    sha256=att.sha256,
+                    title_enc=self.box.seal(att.title.encode(), f"attachments:title:{att.id}"),
+                    data_enc=self.box.seal(att.data, f"attachments:data:{att.id}"),
+                )
+            )
+
+    def _open_file(self, row: StoredFile) -> Attachment:
+        return Attachment(
+            content_type=row.content_type,
+            title=self.box.open(row.title_enc, f"attachments:title:{row.id}").decode(),
+            size=row.size,
+            sha256=row.sha256,
+            id=row.id,
+            data=self.box.open(row.data_enc, f"attachments:data:{row.id}"),
+        )
+
+    def file_contents(self, file_id: str) -> Attachment:
+        """A stored file with its contents, for delivery into the case room."""
+        with self.session() as s:
+            row = s.get(StoredFile, file_id)
+            if row is None:
+                raise WijkbrugError(ErrorCode.NOT_FOUND, "no such file")
+            return self._open_file(row)
+
+    def read_file(self, file_id: str, org: OrgRef, access: Access = SYSTEM) -> Attachment | None:
+        """A file of a message the organisation may read (None: unknown, or not theirs)."""
+        with self.session() as s:
+            row = s.get(StoredFile, file_id)
+            comm = s.get(Communication, row.communication_id) if row is not None else None
+            if row is None or comm is None:
+                return None
+            if org.id not in (comm.practice_id, comm.provider_id, comm.hap_id):
+                return None
+            self._audit(
+                s,
+                access,
+                "file.read",
+                patient=self._patient_of(s, comm),
+                obj=f"Binary/{row.id} of Communication/{comm.id}",
+            )
+            return self._open_file(row)
 
     def get_communication(
         self, comm_id: str, org: OrgRef, access: Access = SYSTEM
@@ -674,6 +729,7 @@ class Store(Directory):
             )
             s.add(comm)
             s.flush()
+            self._store_files(s, comm_id, reply.attachments)
             self._audit(
                 s,
                 access,

@@ -23,6 +23,27 @@ def get_bridge(request: Request) -> Bridge:
 BridgeDep = Annotated[Bridge, Depends(get_bridge)]
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it passes ``limit`` bytes: a huge body
+    is never read into memory whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise WijkbrugError(ErrorCode.TOO_LARGE, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WijkbrugError(ErrorCode.TOO_LARGE, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def message_body_limit(bridge: Bridge) -> int:
+    """How large a posted message may be: 1 MiB of message, plus its files in base64."""
+    return 1024 * 1024 + (bridge.settings.files.max_bytes * 4 + 2) // 3
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from adapters import edifact_medvri
 from bridge.errors import ErrorCode, WijkbrugError
-from bridge.web.deps import BridgeDep, CurrentClient, access_of
+from bridge.web.deps import BridgeDep, CurrentClient, access_of, message_body_limit, read_body
 
 router = APIRouter()
 
@@ -32,7 +32,7 @@ async def post_interchange(
                 f"this token's client speaks {client.dialect}; /edifact takes "
                 f"{edifact_medvri.NAME} interchanges",
             )
-        body = await request.body()
+        body = await read_body(request, message_body_limit(bridge))
         content_type = request.headers.get("content-type", edifact_medvri.EDIFACT)
         results = await asyncio.to_thread(
             bridge.accept, client, body, content_type, access_of(client, request)

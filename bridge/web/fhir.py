@@ -21,16 +21,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from adapters import fhir_r4, fhir_stu3
-from bridge import conformance
+from bridge import conformance, files
 from bridge.canonical import Identifier
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.identifiers import normalise_system
 from bridge.store import StoredCommunication
-from bridge.web.deps import BridgeDep, CurrentClient, access_of
+from bridge.web.deps import BridgeDep, CurrentClient, access_of, message_body_limit, read_body
 from bridge.web.fhirutil import page_params, search_bundle
 
 FHIR_JSON = "application/fhir+json"
-MAX_BODY = 1024 * 1024
 _SEARCH_PARAMS = {"_lastUpdated", "_count", "_offset", "identifier", "status", "_format"}
 _DATE_PREFIX = re.compile(r"^(gt|ge|lt|le|eq)?(\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2}))?)$")
 
@@ -102,9 +101,7 @@ def communication_router(flavour: Flavour) -> APIRouter:
     ) -> Response:
         """Accept a GP's message about a patient: 201 once stored, 200 for a known identifier."""
         content_type = request.headers.get("content-type", FHIR_JSON)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise WijkbrugError(ErrorCode.TOO_LARGE, f"body larger than {MAX_BODY} bytes")
+        body = await read_body(request, message_body_limit(bridge))
         if client.dialect != flavour.dialect:
             raise WijkbrugError(
                 ErrorCode.INVALID,
@@ -140,6 +137,36 @@ def communication_router(flavour: Flavour) -> APIRouter:
             raise WijkbrugError(ErrorCode.NOT_FOUND, f"Communication/{comm_id} is not known")
         version = str(stored.resource.get("meta", {}).get("versionId", "1"))
         return fhir_response(write(stored.resource), ETag=f'W/"{version}"')
+
+    @router.get("/Binary/{file_id}")
+    async def read_binary(
+        file_id: str, request: Request, client: CurrentClient, bridge: BridgeDep
+    ) -> Response:
+        """A file of a message of the token's organisation: its bytes, or a FHIR
+        ``Binary`` when asked for FHIR (``Accept``/``_format``)."""
+        found = await asyncio.to_thread(
+            bridge.store.read_file, file_id, client.org, access_of(client, request)
+        )
+        if found is None:
+            raise WijkbrugError(ErrorCode.NOT_FOUND, "Binary is not known")
+        wanted = (request.query_params.get("_format") or request.headers.get("accept", "")).lower()
+        if "fhir" in wanted or wanted in ("json", "xml"):
+            binary = {
+                "resourceType": "Binary",
+                "id": found.id,
+                "contentType": found.content_type,
+                "data": files.b64(found.data),
+            }
+            return fhir_response(binary)
+        return Response(
+            found.data,
+            media_type=found.content_type,
+            headers={
+                "Content-Disposition": "attachment",
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
+            },
+        )
 
     @router.get("/Communication")
     async def search_communications(

@@ -9,6 +9,7 @@ back to the practice system through FHIR search.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -324,3 +325,85 @@ async def test_nictiz_examples_in_a_transaction_bundle_reach_the_nurse(
     assert "111222333" in msg["body"] and "1012 NX" in msg["body"]
     contained = msg["content"]["nl.wijkbrug.fhir"]["contained"]
     assert {r["resourceType"] for r in contained} >= {"Patient", "PractitionerRole"}
+
+
+# A photo and a letter with markers that must never appear in the clear at rest.
+PHOTO = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"WONDFOTO-MARKER-7f3a" + bytes(range(256)) * 64
+LETTER = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n(BRIEF-MARKER-91c2) Tj\n%%EOF\n"
+
+
+async def test_files_travel_encrypted_both_ways_and_refusals_are_explained(
+    site: Site, nurse: JsClient
+) -> None:
+    started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    body = communication("e2e-file-1", text="Foto van de wond, dag 1")
+    body["payload"].append(
+        {
+            "contentAttachment": {
+                "contentType": "image/png",
+                "data": base64.b64encode(PHOTO).decode(),
+                "title": "wond-dag1.png",
+            }
+        }
+    )
+    async with httpx.AsyncClient(base_url=site.bridge.url, timeout=30) as http:
+        posted = await http.post(
+            "/fhir/Communication",
+            content=json.dumps(body),
+            headers=fhir_headers(site.practice_token),
+        )
+        assert posted.status_code == 201, posted.text
+
+        # The practice's photo reaches the nurse as an encrypted attachment after the text.
+        text = await nurse.wait_for("message", lambda e: "dag 1" in e["body"], timeout=60)
+        room_id = text["roomId"]
+        photo = await nurse.wait_for(
+            "message",
+            lambda e: e["roomId"] == room_id and e["content"].get("msgtype") == "m.image",
+            timeout=60,
+        )
+        assert photo["encrypted"] is True and "url" not in photo["content"]
+        assert photo["content"]["body"] == "wond-dag1.png"
+        assert photo["content"]["info"] == {"mimetype": "image/png", "size": len(PHOTO)}
+        assert await nurse.fetch_file(photo["content"]["file"]) == PHOTO
+
+        # Her PDF reaches the practice system as a reply with a Binary it can fetch.
+        await nurse.send_file(room_id, "wondverslag.pdf", "application/pdf", LETTER)
+        attachment: dict[str, Any] | None = None
+        for _ in range(120):
+            search = await http.get(
+                "/fhir/Communication",
+                params={"_lastUpdated": f"gt{started}", "_count": "20"},
+                headers=fhir_headers(site.practice_token),
+            )
+            for entry in search.json().get("entry", []):
+                for payload in entry["resource"].get("payload", []):
+                    if "contentAttachment" in payload and entry["resource"].get("inResponseTo"):
+                        attachment = payload["contentAttachment"]
+            if attachment:
+                break
+            await asyncio.sleep(0.5)
+        assert attachment is not None, site.bridge.log()[-3000:]
+        assert attachment["contentType"] == "application/pdf"
+        assert attachment["title"] == "wondverslag.pdf" and attachment["size"] == len(LETTER)
+        fetched = await http.get(
+            attachment["url"].removeprefix(site.bridge.url),
+            headers={"Authorization": f"Bearer {site.practice_token}"},
+        )
+        assert fetched.status_code == 200 and fetched.content == LETTER
+        elsewhere = await http.get(
+            attachment["url"].removeprefix(site.bridge.url),
+            headers={"Authorization": f"Bearer {site.other_token}"},
+        )
+        assert elsewhere.status_code == 404
+
+        # A file the region does not allow stays in the room, and she is told why.
+        await nurse.send_file(room_id, "notitie.html", "text/html", b"<html><b>x</b></html>")
+        refusal = await nurse.wait_for(
+            "message", lambda e: "niet doorgestuurd" in e["body"], timeout=60
+        )
+        assert refusal["roomId"] == room_id and "JPEG, PNG en PDF" in refusal["body"]
+
+    for path in (p for p in site.bridge.data_dir.rglob("*") if p.is_file()):
+        raw = path.read_bytes()
+        assert b"WONDFOTO-MARKER" not in raw and b"BRIEF-MARKER" not in raw, path.name

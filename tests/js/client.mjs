@@ -4,15 +4,29 @@
 //   node tests/js/client.mjs --homeserver URL --user @nurse1:localhost --password PW [--auto-join]
 //
 // stdout (events):  ready, invite, joined, room_state, message, undecryptable, error, result
-//                   (messages from other users only, once each, after decryption)
+//                   (messages from other users only, once each, after decryption; a message
+//                   carries the whole decrypted content, e.g. content.file for an attachment)
 // stdin (commands): {"id", "cmd": "send" | "join" | "create_room" | "read" | "invite" |
-//                    "set_state" | "stop", ...}
+//                    "set_state" | "send_file" | "fetch_file" | "stop", ...}
 //                   a failed command's result carries the Matrix errcode and error body
+//
+// Attachments (the spec's "Sending encrypted attachments", with matrix-encrypt-attachment as
+// Element Web does: AES-256-CTR, JWK key, iv, sha256 of the ciphertext):
+//   {"cmd": "send_file", "roomId", "name", "mimetype", "dataBase64", "msgtype"?}
+//       encrypts the bytes, uploads the ciphertext (application/octet-stream, no filename)
+//       and sends m.room.message {msgtype: m.image for image/* else m.file, body: name,
+//       info: {mimetype, size}, file: {url: mxc, key, iv, hashes: {sha256}, v: "v2"}}
+//       -> result {eventId, mxc}
+//   {"cmd": "fetch_file", "file": EncryptedFile}   (a received message's content.file)
+//       downloads the ciphertext (authenticated media, /_matrix/client/v1/media/download),
+//       checks its sha256 and decrypts it -> result {dataBase64, size}
+//   {"cmd": "fetch_file", "url": "mxc://..."}      downloads as is -> {dataBase64, size}
 //
 // stdout carries only the protocol; everything else (our logs, the SDK's) goes to stderr.
 
 import { parseArgs } from "node:util";
 import { createInterface } from "node:readline";
+import { decryptAttachment, encryptAttachment } from "matrix-encrypt-attachment";
 
 // --- Node 20 support and stdout hygiene, before the SDK is loaded -------------------------
 
@@ -43,7 +57,7 @@ console.error = toStderr;
 await import("fake-indexeddb/auto");
 const sdk = await import("matrix-js-sdk");
 const { AllDevicesIsolationMode } = await import("matrix-js-sdk/lib/crypto-api/index.js");
-const { ClientEvent, RoomEvent, RoomMemberEvent, MatrixEventEvent, EventType } = sdk;
+const { ClientEvent, RoomEvent, RoomMemberEvent, MatrixEventEvent, EventType, MatrixError } = sdk;
 
 // --- protocol ------------------------------------------------------------------------------
 
@@ -236,6 +250,25 @@ async function waitForRoom(roomId, members = []) {
     throw new Error(`room ${roomId} not synced`);
 }
 
+// The bytes behind an mxc URI, from the authenticated media API (Synapse serves no other).
+async function download(mxc) {
+    const url = client.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true);
+    if (!url) throw new Error(`not a valid mxc URI: ${JSON.stringify(mxc)}`);
+    const headers = { Authorization: `Bearer ${client.getAccessToken()}` };
+    const response = await fetch(url, { headers });
+    if (!response.ok) {
+        const text = await response.text();
+        let body;
+        try {
+            body = JSON.parse(text);
+        } catch {
+            body = { error: text.slice(0, 200) };
+        }
+        throw new MatrixError(body, response.status, url);
+    }
+    return Buffer.from(await response.arrayBuffer());
+}
+
 const commands = {
     async send({ roomId, body }) {
         await waitForRoom(roomId);
@@ -280,6 +313,40 @@ const commands = {
     async set_state({ roomId, type, stateKey = "", content }) {
         const { event_id } = await client.sendStateEvent(roomId, type, content, stateKey);
         return { eventId: event_id };
+    },
+    async send_file({ roomId, name, mimetype, dataBase64, msgtype }) {
+        if (![name, mimetype, dataBase64].every((value) => typeof value === "string")) {
+            throw new Error("send_file needs name, mimetype and dataBase64");
+        }
+        await waitForRoom(roomId);
+        const plaintext = Buffer.from(dataBase64, "base64");
+        const { data, info } = await encryptAttachment(plaintext);
+        const { content_uri: mxc } = await client.uploadContent(Buffer.from(data), {
+            type: "application/octet-stream",
+            includeFilename: false,
+        });
+        const content = {
+            msgtype: msgtype ?? (mimetype.startsWith("image/") ? "m.image" : "m.file"),
+            body: name,
+            info: { mimetype, size: plaintext.length },
+            file: { url: mxc, ...info },
+        };
+        const { event_id } = await client.sendMessage(roomId, content);
+        return { eventId: event_id, mxc };
+    },
+    async fetch_file({ file, url }) {
+        let data;
+        if (file !== undefined) {
+            if (typeof file?.url !== "string") throw new Error("fetch_file: file.url is missing");
+            // Throws on a missing key/iv/hash, an unknown version or algorithm, and a
+            // ciphertext whose sha256 is not the one in the event.
+            data = Buffer.from(await decryptAttachment(await download(file.url), file));
+        } else if (typeof url === "string") {
+            data = await download(url);
+        } else {
+            throw new Error("fetch_file needs file (an EncryptedFile) or url (an mxc URI)");
+        }
+        return { dataBase64: data.toString("base64"), size: data.length };
     },
     async stop() {
         return {};

@@ -13,6 +13,7 @@ Every line is kept, so ``wait_for`` also finds an event that arrived before it w
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -181,6 +182,46 @@ class JsClient:
         result = await self.command({"cmd": "send", "roomId": room_id, "body": body})
         return str(result["eventId"])
 
+    async def send_file(
+        self,
+        room_id: str,
+        name: str,
+        mimetype: str,
+        data: bytes,
+        msgtype: str | None = None,
+    ) -> str:
+        """Send ``data`` as an encrypted attachment (m.image for image/*, else m.file).
+
+        The client encrypts the bytes (AES-256-CTR, as Element does), uploads the ciphertext
+        and sends an m.room.message whose ``file`` holds the mxc URI and the key; return its
+        event id.
+        """
+        cmd: dict[str, Any] = {
+            "cmd": "send_file",
+            "roomId": room_id,
+            "name": name,
+            "mimetype": mimetype,
+            "dataBase64": base64.b64encode(data).decode("ascii"),
+        }
+        if msgtype is not None:
+            cmd["msgtype"] = msgtype
+        result = await self.command(cmd)
+        return str(result["eventId"])
+
+    async def fetch_file(self, file: dict[str, Any]) -> bytes:
+        """Download and decrypt an attachment: ``file`` is a message's ``content["file"]``.
+
+        Raises :class:`JsClientError` if the download fails or the ciphertext's sha256 is not
+        the one in ``file``.
+        """
+        result = await self.command({"cmd": "fetch_file", "file": file})
+        return _decoded(result)
+
+    async def fetch_url(self, mxc: str) -> bytes:
+        """Download the bytes behind an mxc URI as they are (an unencrypted ``url``)."""
+        result = await self.command({"cmd": "fetch_file", "url": mxc})
+        return _decoded(result)
+
     async def close(self, timeout: float = 15) -> None:  # noqa: ASYNC109
         """Ask the client to stop; kill it if it does not exit in time."""
         if self.process.returncode is None:
@@ -199,3 +240,10 @@ class JsClient:
         for reader in self._readers:
             reader.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
+
+
+def _decoded(result: Event) -> bytes:
+    data = base64.b64decode(str(result["dataBase64"]), validate=True)
+    if len(data) != result["size"]:
+        raise JsClientError(f"fetch_file: got {len(data)} bytes, client said {result['size']}")
+    return data

@@ -15,6 +15,7 @@ from bridge.canonical import CareType
 from bridge.config import generate_config, load_settings
 from bridge.service import Bridge
 from bridge.web.app import create_app
+from bridge.web.deps import message_body_limit
 from tests.support.examples import message, region
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,9 +159,18 @@ def test_metadata_and_health(api: tuple[TestClient, Bridge, str, str]) -> None:
 
 
 def test_oversized_body_is_refused(api: tuple[TestClient, Bridge, str, str]) -> None:
-    client, _, token, _ = api
-    resp = client.post("/fhir/Communication", content=b" " * (1024 * 1024 + 1), headers=auth(token))
+    client, bridge, token, _ = api
+    limit = message_body_limit(bridge)  # a message and its largest allowed files
+    assert limit > bridge.settings.files.max_bytes * 4 // 3
+    resp = client.post("/fhir/Communication", content=b" " * (limit + 1), headers=auth(token))
     assert resp.status_code == 413 and resp.json()["resourceType"] == "OperationOutcome"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: refused while streaming
+        for _ in range(limit // 65536 + 2):
+            yield b" " * 65536
+
+    streamed = client.post("/fhir/Communication", content=chunks(), headers=auth(token))
+    assert streamed.status_code == 413
 
 
 def test_xml_when_asked_for_errors_included(api: tuple[TestClient, Bridge, str, str]) -> None:

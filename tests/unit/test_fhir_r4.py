@@ -849,12 +849,14 @@ def test_capability_statement() -> None:
     by_type = {r["type"]: r for r in rest["resource"]}
     assert set(by_type) == {
         "Communication",
+        "Binary",
         "Organization",
         "HealthcareService",
         "PractitionerRole",
         "Endpoint",
     }
-    for directory_type in set(by_type) - {"Communication"}:
+    assert [i["code"] for i in by_type["Binary"]["interaction"]] == ["read"]  # files
+    for directory_type in set(by_type) - {"Communication", "Binary"}:
         codes = {i["code"] for i in by_type[directory_type]["interaction"]}
         assert codes == {"read", "search-type"}  # the directory is read-only
     communication_ = by_type["Communication"]
