@@ -14,12 +14,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge import __version__
+from bridge import __version__, rekey
 from bridge.agreements import parse_sheet
 from bridge.canonical import DIALECTS, CareType, Priority
 from bridge.config import (
@@ -36,6 +36,7 @@ from bridge.identifiers import is_valid_bsn, normalise_postcode
 from bridge.routing import gp_route_for
 from bridge.runtime import open_store
 from bridge.schema import SchemaTooNewError
+from bridge.secretbox import ENV_VAR, SecretBox, SecretBoxError
 from bridge.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -695,6 +696,139 @@ def client_revoke(ctx: Context, client_id: int) -> None:
     """Revoke a client's token (it stops working at once)."""
     ctx.store().revoke_client(client_id)
     click.echo(f"client {client_id} revoked")
+
+
+# ---------------------------------------------------------------------- keys
+
+
+@main.group()
+def keys() -> None:
+    """Encryption-at-rest keys: rotate, retire old ones, see which are in use."""
+
+
+def _keyring_refused(exc: SecretBoxError | OSError) -> NoReturn:
+    if isinstance(exc, OSError):  # e.g. the keys directory is not writable
+        click.echo(f"wijkbrug: keyring: {exc.strerror}: {exc.filename}", err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(f"wijkbrug: {exc}", err=True)
+    sys.exit(EXIT_REFUSED)
+
+
+@keys.command("status")
+@pass_ctx
+@friendly_errors
+def keys_status(ctx: Context) -> None:
+    """The keys of the keyring and how many stored values each one seals."""
+    store = ctx.store()
+    ring = store.box.keyring
+    try:
+        usage = rekey.key_usage(store)
+    except (SecretBoxError, OSError) as exc:
+        _keyring_refused(exc)
+    in_use = rekey.kids_in_use(usage)
+    click.echo(f"keyring: {ring.path or '$' + ENV_VAR}")
+    for kid in sorted(ring.keys, key=lambda k: k != ring.current):
+        role = "current" if kid == ring.current else "old"
+        click.echo(f"  {kid}\t{role}\t{in_use.get(kid, 0)} value(s)")
+    for kid, count in sorted(in_use.items()):
+        if kid not in ring.keys:
+            click.echo(f"  {kid}\tnot in the keyring\t{count} value(s) cannot be opened")
+    for column, counts in usage.items():
+        spread = "  ".join(f"{kid} {n}" for kid, n in sorted(counts.items())) or "-"
+        click.echo(f"{column}\t{spread}")
+
+
+@keys.command("rotate")
+@click.option(
+    "--no-new-key",
+    is_flag=True,
+    help="Make no key: re-encrypt what is not under the current key yet (after an "
+    "interrupted rotation, or after putting a new keyring in $WIJKBRUG_KEYRING).",
+)
+@click.option(
+    "--print-keyring",
+    is_flag=True,
+    help="Print the keyring with a new current key on stdout and change nothing "
+    "(for a keyring kept in $WIJKBRUG_KEYRING).",
+)
+@click.option("--retire", is_flag=True, help="Then retire the old keys (see `keys retire`).")
+@click.option(
+    "--batch-size", default=rekey.BATCH_SIZE, show_default=True, type=click.IntRange(min=1)
+)
+@pass_ctx
+@friendly_errors
+def keys_rotate(
+    ctx: Context, no_new_key: bool, print_keyring: bool, retire: bool, batch_size: int
+) -> None:
+    """Add a new current key (old keys stay, for reading) and re-encrypt every stored
+    value under it, in batches of one transaction each. The index key (patient
+    pseudonyms) never changes."""
+    if print_keyring and (no_new_key or retire):
+        raise click.UsageError("--print-keyring changes nothing; give it alone")
+    store = ctx.store()
+    if print_keyring:
+        click.echo(store.box.keyring.with_new_key().to_json())
+        return
+    try:
+        box = store.box
+        if not no_new_key:
+            box = SecretBox(rekey.rotate_keyring(store, ctx.settings().keyring_path))
+            click.echo(f"new current key {box.current}")
+        total = rekey.count_rows(store)
+        if total < PROGRESS_FROM:
+            reports = rekey.reencrypt(store, box, batch_size=batch_size)
+        else:
+            with click.progressbar(length=total, label="re-encrypting", file=sys.stderr) as bar:
+                reports = rekey.reencrypt(store, box, batch_size=batch_size, progress=bar.update)
+                bar.render_finish()
+        for r in reports:
+            line = f"{r.table}\t{r.rows} row(s)\t{r.reencrypted} re-encrypted"
+            line += f"\t{r.current} already under {box.current}"
+            if r.changed_meanwhile:
+                line += f"\t{r.changed_meanwhile} changed meanwhile (run again)"
+            click.echo(line)
+        unreadable = [f"{r.table} {row}" for r in reports for row in r.unreadable]
+        for row in unreadable:
+            click.echo(f"cannot open: {row}", err=True)
+        if unreadable:
+            _fail(
+                f"{len(unreadable)} value(s) could not be opened and keep their old key; "
+                "nothing was retired",
+                EXIT_REFUSED,
+            )
+        if retire:
+            retired = rekey.retire(store, ctx.settings().keyring_path)
+            click.echo(f"retired {', '.join(sorted(retired)) or 'nothing'}")
+    except (SecretBoxError, OSError) as exc:
+        _keyring_refused(exc)
+
+
+@keys.command("retire")
+@click.option(
+    "--print-keyring",
+    is_flag=True,
+    help="Print the keyring without the unused old keys on stdout and change nothing "
+    "(for a keyring kept in $WIJKBRUG_KEYRING).",
+)
+@pass_ctx
+@friendly_errors
+def keys_retire(ctx: Context, print_keyring: bool) -> None:
+    """Remove the old keys from the keyring; refused while any stored value still uses
+    one (run `keys rotate --no-new-key` first)."""
+    store = ctx.store()
+    try:
+        if print_keyring:
+            ring = store.box.keyring
+            free, still = rekey.retirable(ring, rekey.key_usage(store))
+            if still:
+                in_use = ", ".join(f"{kid} ({n} value(s))" for kid, n in sorted(still.items()))
+                _fail(f"old key(s) still in use: {in_use}", EXIT_REFUSED)
+            click.echo(ring.without(free).to_json())
+            return
+        retired = rekey.retire(store, ctx.settings().keyring_path)
+    except (SecretBoxError, OSError) as exc:
+        _keyring_refused(exc)
+    click.echo(f"retired {', '.join(sorted(retired)) or 'nothing'}")
 
 
 # ---------------------------------------------------------------------- set-up
