@@ -9,11 +9,14 @@ import os
 import stat
 import subprocess
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import text
 
+from bridge import files
 from bridge.audit import Access
 from bridge.canonical import CareType
 from bridge.config import generate_config, load_settings
@@ -46,7 +49,10 @@ RAW = {
     "inbound_events.event_enc": "SELECT event_enc FROM inbound_events",
     "ghosts.access_token_enc": "SELECT access_token_enc FROM ghosts",
     "clients.push_token_enc": "SELECT push_token_enc FROM clients",
+    "attachments.title_enc": "SELECT title_enc FROM attachments",
+    "attachments.data_enc": "SELECT data_enc FROM attachments",
 }
+PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 
 class Interrupted(Exception):
@@ -71,9 +77,17 @@ def traffic(store: Store, messages: int = 3) -> list[str]:
     )
     practice = store.find_org("01234567")
     decision = store.decide(CareType.WONDZORG, "1092AB")
+    photo = replace(files.attachment("wond.png", PHOTO, "image/png"), id=str(uuid4()))
     ids = [
         store.accept_message(
-            practice, message(f"msg-{i}", text_=f"Wondcontrole {i}"), decision, render, HIS
+            practice,
+            replace(
+                message(f"msg-{i}", text_=f"Wondcontrole {i}"),
+                attachments=(photo,) if i == 0 else (),
+            ),
+            decision,
+            render,
+            HIS,
         )[0].id
         for i in range(messages)
     ]
@@ -296,7 +310,7 @@ def test_interrupted_rotation_leaves_everything_readable(store: Store, keyring_p
     read_everything(restarted, ids)
 
     reports = reencrypt(store, batch_size=2)  # `keys rotate --no-new-key`: finish the job
-    assert sum(r.reencrypted for r in reports) == 3 * 2 + 1 + 1 + 1
+    assert sum(r.reencrypted for r in reports) == 3 * 2 + 1 + 1 + 1 + 2  # 2: the file
     assert all_kids(store) == {ring.current}
     assert retire(store, keyring_path) == {old}
     read_everything(store, ids)
@@ -351,7 +365,8 @@ def test_cli_status_rotate_and_retire(tmp_path: Path, monkeypatch: pytest.Monkey
 
     status = wijkbrug("status")
     assert status.returncode == 0, status.stderr
-    assert f"{old}\tcurrent\t9 value(s)" in status.stdout  # 3 x 2 + event + ghost + push
+    # 3 x 2 + event + ghost + push + a file's title and contents
+    assert f"{old}\tcurrent\t11 value(s)" in status.stdout
     assert "communications.resource_enc\t" + f"{old} 3" in status.stdout
 
     rotated = wijkbrug("rotate", "--batch-size", "2")
@@ -362,7 +377,7 @@ def test_cli_status_rotate_and_retire(tmp_path: Path, monkeypatch: pytest.Monkey
     assert stat.S_IMODE(keyring.stat().st_mode) == 0o600
 
     status = wijkbrug("status")
-    assert f"{new}\tcurrent\t9 value(s)" in status.stdout
+    assert f"{new}\tcurrent\t11 value(s)" in status.stdout
     assert f"{old}\told\t0 value(s)" in status.stdout
 
     # A key added behind the CLI's back with rows left under the previous one: refused.
@@ -371,7 +386,7 @@ def test_cli_status_rotate_and_retire(tmp_path: Path, monkeypatch: pytest.Monkey
     store.engine.dispose()
     refused = wijkbrug("retire")
     assert refused.returncode == 1 and "still in use" in refused.stderr
-    assert f"{new} (9 value(s))" in refused.stderr
+    assert f"{new} (11 value(s))" in refused.stderr
     assert set(Keyring.load(keyring).keys) >= {old, new}
 
     finished = wijkbrug("rotate", "--no-new-key", "--retire")
