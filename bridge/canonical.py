@@ -112,6 +112,9 @@ class CaseMessage:
     recipient_ura: str | None = None  # empty = route by preferred provider
     resource: dict[str, Any] = field(default_factory=dict)  # normalised R4 JSON
     attachments: tuple[Attachment, ...] = ()
+    # Where the sender hears about it outside the case room: a GP's direct chat with the
+    # bot, for a case she started from chat (a practice system has its own channel).
+    reply_room: str | None = None
 
 
 @dataclass(frozen=True)

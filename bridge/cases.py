@@ -159,6 +159,7 @@ def message_from_dict(data: dict[str, Any]) -> CaseMessage:
         recipient_ura=data.get("recipient_ura"),
         resource=data.get("resource") or {},
         attachments=_attachments_from_list(data.get("attachments")),
+        reply_room=data.get("reply_room"),
     )
 
 

@@ -321,6 +321,14 @@ class Bridge:
             await asyncio.to_thread(
                 self.store.outbox_retry, item.item_id, str(exc), delay, give_up=give_up
             )
+            if give_up and item.message.reply_room:
+                # A practice system sees `not-done`; a GP in chat is told where she asked.
+                await self._say(
+                    item.message.reply_room,
+                    f"Uw bericht in casus {item.case.number} kon niet worden afgeleverd bij "
+                    f"{item.case.provider.name}. Neem zo nodig telefonisch contact op.",
+                    f"wijkbrug-undeliverable-{item.item_id}",
+                )
             return
         await asyncio.to_thread(self.store.outbox_done, item.item_id, event_id, context_sent=True)
         log.info("delivered communication %s as %s", item.communication_id, event_id)
@@ -407,8 +415,12 @@ class Bridge:
                 except MatrixError as exc:
                     log.warning("could not invite a team member to %s: %s", room_id, exc)
             # A nurse who left or was removed is not pulled back in.
-        if not present:
-            log.warning("case %s: no team member is in the room", item.case.number)
+        if not any(member in present for member in item.members):
+            # A message in a room no nurse of the team is in reaches nobody: a failure
+            # to retry (the team may be filled in), and in the end to report.
+            raise MatrixError(
+                f"case {item.case.number}: no member of the team could be invited", status=503
+            )
         self._prepared[(room_id, sender_id)] = present
         return room_id, present
 
@@ -904,7 +916,9 @@ class Bridge:
             organisation_agb=gp.org.agb,
             matrix_id=gp.matrix_id,
         )
-        msg = chat.case_message(new, sender, ev.event_id, datetime.now(UTC))
+        msg = replace(
+            chat.case_message(new, sender, ev.event_id, datetime.now(UTC)), reply_room=ev.room_id
+        )
         access = Access(f"matrix:{ev.sender}", gp.org.code, "matrix")
         answer = await asyncio.to_thread(self._start_chat_case, gp.org, msg, access)
         await self._say(ev.room_id, answer, txn)

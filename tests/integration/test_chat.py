@@ -22,6 +22,7 @@ def site(
     synapse_factory: SynapseFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[BridgeSite, SynapseInstance]]:
     bridge = BridgeSite.prepare(tmp_path_factory.mktemp("wijkbrug-chat"))
+    bridge.configure("delivery", {"max_attempts": 3, "backoff_initial_seconds": 0.2})
     synapse = synapse_factory(appservice_files=[bridge.registration_path])
     bridge.point_at(synapse.base_url)
     bridge.start()
@@ -51,6 +52,22 @@ def site(
         "@chatnurse:localhost",
     )
     cli("route", "add", "--care-type", "wondzorg", "--pc4", "1091-1098", "--provider", "12345678")
+    # A provider whose only nurse is on a homeserver that does not exist: nobody can be
+    # invited.
+    cli("org", "add", "provider", "--ura", "87654321", "--name", "Thuiszorg Leeg")
+    cli(
+        "team",
+        "add",
+        "--provider",
+        "87654321",
+        "--name",
+        "Leeg",
+        "--member",
+        "@weg:nowhere.invalid",
+    )
+    cli(
+        "route", "add", "--care-type", "ouderenzorg", "--pc4", "1091-1098", "--provider", "87654321"
+    )
     for user in ("gpchat", "chatnurse", "stranger"):
         synapse.register(user, f"pw-{user}")
     yield bridge, synapse
@@ -124,3 +141,16 @@ async def test_a_stranger_is_refused_politely(site: tuple[BridgeSite, SynapseIns
         assert "Sorry" in refusal["body"]
     finally:
         await stranger.close()
+
+
+async def test_a_case_no_nurse_can_be_invited_to_is_reported_to_the_gp(
+    people: tuple[JsClient, JsClient],
+) -> None:
+    gp, _ = people
+    dm = await direct_chat(gp)
+    await gp.wait_for("message", from_bot(dm, "!nieuw"), timeout=60)
+    await gp.send(dm, "!nieuw 1092AB ouderenzorg Dhr. Bakker (01-02-1940), valrisico bespreken")
+    await gp.wait_for("message", from_bot(dm, "gestart bij Thuiszorg Leeg"), timeout=60)
+    # No silent failure: after the retries she hears it where she asked.
+    failed = await gp.wait_for("message", from_bot(dm, "kon niet worden afgeleverd"), timeout=90)
+    assert "Thuiszorg Leeg" in failed["body"] and "Bakker" not in failed["body"]
