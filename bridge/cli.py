@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bridge import __version__, rekey
 from bridge.agreements import parse_sheet
 from bridge.canonical import DIALECTS, CareType, Priority
+from bridge.cli_deploy import deploy
 from bridge.config import (
     ConfigError,
     Settings,
@@ -934,6 +935,8 @@ def dev(
     click.echo("stopped.", err=True)
     sys.exit(code)
 
+
+main.add_command(deploy)  # its own module: production deployment files
 
 if __name__ == "__main__":  # pragma: no cover
     main()

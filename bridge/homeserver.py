@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import socket
 import subprocess
@@ -119,6 +120,34 @@ def _log_config(log_file: Path) -> dict[str, Any]:
     }
 
 
+def write_signing_key(path: Path) -> None:
+    """Generate a homeserver signing key at ``path`` (mode 0600); an existing key is kept."""
+    if path.exists():
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as key_file:
+        write_signing_keys(key_file, [generate_signing_key("a_" + secrets.token_hex(2))])
+
+
+def bridge_settings(
+    appservice_files: Sequence[Path | str], modules: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The part of a homeserver config that Wijkbrug needs, for the dev stack and for
+    production alike (:mod:`bridge.deployment`): the appservice registration files, the
+    modules (the policy module), and the MSC flags for an appservice doing its own E2EE."""
+    return {
+        "app_service_config_files": [str(p) for p in appservice_files],
+        "modules": [dict(m) for m in modules],
+        # Needed by an appservice that does its own E2EE (the bridge's bot device): to-device
+        # messages (MSC2409) and device-list changes / one-time-key counts (MSC3202) in AS
+        # transactions. Inert unless a registration opts in (org.matrix.msc3202 etc.).
+        "experimental_features": {
+            "msc2409_to_device_messages_enabled": True,
+            "msc3202_transaction_extensions": True,
+        },
+    }
+
+
 def write_synapse_config(
     directory: Path,
     *,
@@ -151,10 +180,7 @@ def write_synapse_config(
         kept["registration_shared_secret"] = registration_shared_secret
 
     signing_key_path = directory / f"{server_name}.signing.key"
-    if not signing_key_path.exists():
-        with signing_key_path.open("w", encoding="utf-8") as key_file:
-            write_signing_keys(key_file, [generate_signing_key("a_" + secrets.token_hex(2))])
-        signing_key_path.chmod(0o600)
+    write_signing_key(signing_key_path)
 
     log_config_path = directory / "log.config"
     log_config_path.write_text(
@@ -190,15 +216,7 @@ def write_synapse_config(
         "url_preview_enabled": False,
         "enable_metrics": False,
         "presence": {"enabled": False},
-        "app_service_config_files": [str(Path(p).resolve()) for p in appservice_files],
-        "modules": [dict(m) for m in modules],
-        # Needed by an appservice that does its own E2EE (the bridge's bot device): to-device
-        # messages (MSC2409) and device-list changes / one-time-key counts (MSC3202) in AS
-        # transactions. Inert unless a registration opts in (org.matrix.msc3202 etc.).
-        "experimental_features": {
-            "msc2409_to_device_messages_enabled": True,
-            "msc3202_transaction_extensions": True,
-        },
+        **bridge_settings([Path(p).resolve() for p in appservice_files], modules),
         **kept,
         **_RATE_LIMITS,
     }
