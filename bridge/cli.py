@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -574,6 +574,19 @@ def client() -> None:
     """Integration clients (practice systems, care record systems) and their tokens."""
 
 
+EXPIRY = click.option(
+    "--expires-in-days",
+    type=click.IntRange(min=0),
+    default=365,
+    show_default=True,
+    help="The token stops working after this many days (0: only when revoked).",
+)
+
+
+def _expiry(days: int) -> datetime | None:
+    return datetime.now(UTC) + timedelta(days=days) if days else None
+
+
 @client.command("add")
 @click.option("--org", "org_code", required=True, help="AGB or URA of the organisation.")
 @click.option("--name", required=True)
@@ -584,6 +597,7 @@ def client() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="File with the bearer token Wijkbrug sends to the push endpoint.",
 )
+@EXPIRY
 @pass_ctx
 @friendly_errors
 def client_add(
@@ -593,13 +607,31 @@ def client_add(
     dialect: str,
     push_url: str | None,
     push_token_file: Path | None,
+    expires_in_days: int,
 ) -> None:
     """Add a client; its token is printed once, as the last line."""
     push_token = push_token_file.read_text().strip() if push_token_file else None
+    expires_at = _expiry(expires_in_days)
     client_id, token = ctx.store().add_client(
-        org_code, name, dialect, push_url=push_url, push_token=push_token
+        org_code, name, dialect, push_url=push_url, push_token=push_token, expires_at=expires_at
     )
-    click.echo(f"added client {name} (id {client_id}); its token (shown once):")
+    until = f"valid until {expires_at:%Y-%m-%d}" if expires_at else "no expiry"
+    click.echo(f"added client {name} (id {client_id}, {until}); its token (shown once):")
+    click.echo(token)
+
+
+@client.command("renew")
+@click.argument("client_id", type=int)
+@EXPIRY
+@pass_ctx
+@friendly_errors
+def client_renew(ctx: Context, client_id: int, expires_in_days: int) -> None:
+    """Give a client a new token (the old one stops working at once); printed once, as the
+    last line."""
+    expires_at = _expiry(expires_in_days)
+    token = ctx.store().renew_client_token(client_id, expires_at)
+    until = f"valid until {expires_at:%Y-%m-%d}" if expires_at else "no expiry"
+    click.echo(f"client {client_id} has a new token ({until}; shown once):")
     click.echo(token)
 
 
@@ -684,8 +716,14 @@ def audit_export(ctx: Context, bsn: str, start: str | None, end: str | None) -> 
 @friendly_errors
 def client_list(ctx: Context) -> None:
     """List the integration clients (tokens are never shown again)."""
-    for ref, revoked in ctx.store().list_clients():
-        state = "revoked" if revoked else "active"
+    now = datetime.now(UTC)
+    for ref, revoked, expires_at in ctx.store().list_clients():
+        if revoked:
+            state = "revoked"
+        elif expires_at is not None and expires_at <= now:
+            state = f"expired {expires_at:%Y-%m-%d}"
+        else:
+            state = f"active until {expires_at:%Y-%m-%d}" if expires_at else "active"
         click.echo(f"{ref.id}\t{ref.org.name}\t{ref.name}\t{ref.dialect}\t{state}")
 
 

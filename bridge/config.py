@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from limits import parse_many
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 DEFAULT_DATA_DIR = "data"
@@ -41,6 +42,9 @@ class _Section(BaseModel):
 class HomeserverSection(_Section):
     url: str = "http://127.0.0.1:8008"
     server_name: str = "localhost"
+    # Other homeservers whose users may enter case rooms (the policy module's
+    # allowed_servers); None: no fixed list, the directory's Matrix IDs decide.
+    allowed_servers: list[str] | None = None
 
 
 class AppserviceSection(_Section):
@@ -67,6 +71,20 @@ class HttpSection(_Section):
     port: int = 8080
     # The URL the homeserver uses to reach us, and that FHIR links are built on.
     public_url: str | None = None
+    # Requests per integration client (``limits`` notation, e.g. "20/second;2000/hour"),
+    # so one runaway practice system cannot crowd out the region; null: no limit.
+    client_rate_limit: str | None = "20/second;5000/hour"
+
+    @model_validator(mode="after")
+    def _rate_limit(self) -> HttpSection:
+        if self.client_rate_limit is not None:
+            try:
+                parse_many(self.client_rate_limit)
+            except ValueError:
+                raise ValueError(
+                    "client_rate_limit: e.g. '20/second;5000/hour' (or null for none)"
+                ) from None
+        return self
 
 
 class DatabaseSection(_Section):
@@ -299,6 +317,8 @@ def policy_module(settings: Settings) -> dict[str, Any]:
         "namespace_regex": f"@{re.escape(appservice.ghost_prefix)}.*:{server}",
         "cache_seconds": 30,
     }
+    if settings.homeserver.allowed_servers is not None:
+        config["allowed_servers"] = list(settings.homeserver.allowed_servers)
     if appservice.hs_token_path is not None:
         path = Path(appservice.hs_token_path)
         if not path.is_absolute():

@@ -803,11 +803,13 @@ class Directory(AuditTrail):
         *,
         push_url: str | None = None,
         push_token: str | None = None,
+        expires_at: datetime | None = None,
     ) -> tuple[int, str]:
         """Register an integration client; returns its id and token (shown once).
 
         With ``push_url``, replies are POSTed there in the client's dialect (with
-        ``push_token`` as bearer token, stored encrypted)."""
+        ``push_token`` as bearer token, stored encrypted). The token stops working at
+        ``expires_at`` (None: only when revoked)."""
         if dialect not in DIALECTS:
             raise WijkbrugError(ErrorCode.VALUE, f"dialect: one of {', '.join(DIALECTS)}")
         if push_url is not None and not push_url.startswith(("http://", "https://")):
@@ -821,6 +823,7 @@ class Directory(AuditTrail):
                 dialect=dialect,
                 token_hash=hash_token(token),
                 push_url=push_url,
+                expires_at=expires_at,
             )
             s.add(client)
             s.flush()
@@ -832,8 +835,9 @@ class Directory(AuditTrail):
             self._changed(s, actor, "client.add", f"client {client.id}", None, after)
             return client.id, token
 
-    def list_clients(self) -> list[tuple[ClientRef, bool]]:
-        """Every integration client and whether it is revoked (never its token)."""
+    def list_clients(self) -> list[tuple[ClientRef, bool, datetime | None]]:
+        """Every integration client, whether it is revoked, and when its token expires
+        (never the token itself)."""
         with self.session() as s:
             rows = s.execute(
                 select(Client, Organisation)
@@ -841,9 +845,32 @@ class Directory(AuditTrail):
                 .order_by(Client.id)
             )
             return [
-                (ClientRef(c.id, c.name, c.dialect, org_ref(o)), c.revoked_at is not None)
+                (
+                    ClientRef(c.id, c.name, c.dialect, org_ref(o)),
+                    c.revoked_at is not None,
+                    c.expires_at,
+                )
                 for c, o in rows
             ]
+
+    def renew_client_token(
+        self, client_id: int, expires_at: datetime | None, actor: str = "cli"
+    ) -> str:
+        """A new token for a client (the old one stops working at once); returns it, shown
+        once. The client keeps its id, dialect, push endpoint and messages."""
+        token = "wbt_" + secrets.token_urlsafe(32)
+        with self.session() as s:
+            client = s.get(Client, client_id)
+            if client is None:
+                raise WijkbrugError(ErrorCode.NOT_FOUND, f"no client #{client_id}")
+            if client.revoked_at is not None:
+                raise WijkbrugError(ErrorCode.CONFLICT, f"client #{client_id} is revoked")
+            before = {"expires_at": client.expires_at.isoformat() if client.expires_at else None}
+            client.token_hash = hash_token(token)
+            client.expires_at = expires_at
+            after = {"expires_at": expires_at.isoformat() if expires_at else None}
+            self._changed(s, actor, "client.renew", f"client #{client_id}", before, after)
+        return token
 
     def revoke_client(self, client_id: int, actor: str = "cli") -> None:
         """Its token stops working at once; its messages stay."""
@@ -866,6 +893,12 @@ class Directory(AuditTrail):
             if row is None:
                 return None
             client, org = row
+            if client.expires_at is not None and client.expires_at <= utcnow():
+                raise WijkbrugError(
+                    ErrorCode.UNAUTHORIZED,
+                    f"this token expired on {client.expires_at:%Y-%m-%d}; the region's "
+                    "admin can give the client a new one",
+                )
             return ClientRef(client.id, client.name, client.dialect, org_ref(org))
 
     # ------------------------------------------------------------------ admins

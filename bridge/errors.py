@@ -28,6 +28,7 @@ class ErrorCode(Enum):
     FORBIDDEN = "forbidden"
     CONFLICT = "conflict"
     TOO_LARGE = "too-costly"
+    THROTTLED = "throttled"  # a client over its rate limit
     UNAVAILABLE = "transient"
 
 
@@ -42,6 +43,7 @@ STATUS_FOR: dict[ErrorCode, int] = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.CONFLICT: 409,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.THROTTLED: 429,
     ErrorCode.UNAVAILABLE: 503,
 }
 

@@ -20,15 +20,19 @@ from bridge.runtime import open_store
 from bridge.service import Bridge
 from bridge.web import admin_api, admin_page, appservice, directory_fhir, edifact, fhir, health
 from bridge.web import policy as policy_api
+from bridge.web.deps import ClientLimiter
 
 log = logging.getLogger(__name__)
 
 
 def _error_response(request: Request, error: WijkbrugError) -> Response:
+    headers = {}
+    if isinstance(retry := error.details.get("retry_after"), int):
+        headers["Retry-After"] = str(retry)
     if request.url.path.startswith("/fhir"):
-        return fhir.fhir_response(operation_outcome(error), error.status)
+        return fhir.fhir_response(operation_outcome(error), error.status, **headers)
     body = {"error": error.code.value, "message": error.message}
-    return JSONResponse(body, status_code=error.status)
+    return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
@@ -53,6 +57,8 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
         summary="Routes GP messages to the preferred home-care provider over encrypted Matrix",
         lifespan=lifespan,
     )
+    spec = settings.http.client_rate_limit
+    app.state.limiter = ClientLimiter(spec) if spec else None
     app.include_router(fhir.stu3_router)  # before /fhir, so /fhir/stu3 is not a type
     app.include_router(fhir.router)
     app.include_router(edifact.router)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
+from limits import parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from bridge.audit import Access
 from bridge.directory import ClientRef
@@ -60,7 +65,31 @@ async def current_client(request: Request, bridge: BridgeDep) -> ClientRef:
     client = await asyncio.to_thread(bridge.store.client_for_token, token)
     if client is None:
         raise WijkbrugError(ErrorCode.UNAUTHORIZED, "unknown or revoked token")
+    limiter: ClientLimiter | None = request.app.state.limiter
+    if limiter is not None:
+        limiter.check(client)
     return client
+
+
+class ClientLimiter:
+    """Per-client request limits (moving windows, the ``limits`` library, in this
+    process's memory: with several bridge processes each enforces its own share)."""
+
+    def __init__(self, spec: str) -> None:
+        self._items = parse_many(spec)
+        self._windows = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, client: ClientRef) -> None:
+        key = str(client.id)
+        for item in self._items:
+            if not self._windows.hit(item, "client", key):
+                stats = self._windows.get_window_stats(item, "client", key)
+                wait = max(1, math.ceil(stats.reset_time - time.time()))
+                raise WijkbrugError(
+                    ErrorCode.THROTTLED,
+                    f"too many requests from this client (limit {item}); try again in {wait} s",
+                    details={"retry_after": wait},
+                )
 
 
 CurrentClient = Annotated[ClientRef, Depends(current_client)]

@@ -32,6 +32,8 @@ def stack(
     synapse_factory: SynapseFactory, postgres_url: str, tmp_path: Path
 ) -> Iterator[tuple[BridgeSite, SynapseInstance, str]]:
     bridge = BridgeSite.prepare(tmp_path / "wijkbrug")
+    # One practice system bursting as fast as it can: its rate limit is not under test.
+    bridge.configure("http", {"client_rate_limit": None})
     synapse = synapse_factory(appservice_files=[bridge.registration_path])
     bridge.point_at(synapse.base_url, database_url=postgres_url)
     bridge.start()

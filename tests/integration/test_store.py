@@ -42,7 +42,7 @@ def test_client_tokens_are_hashed_and_bound_to_their_org(store: Store) -> None:
     assert store.client_for_token(token + "x") is None
     store.revoke_client(ref.id)
     assert store.client_for_token(token) is None  # revoked: at once
-    assert store.list_clients() == [(ref, True)]
+    assert [(r, revoked) for r, revoked, _ in store.list_clients()] == [(ref, True)]
     with store.session() as s:
         stored = s.execute(text("SELECT token_hash FROM clients")).scalar_one()
     assert token not in stored and len(stored) == 64

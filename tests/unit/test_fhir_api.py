@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +223,36 @@ def test_a_recipient_chosen_by_the_sender_is_honoured(
     unknown = post("11111111", "r-2")
     assert unknown.status_code == 422
     assert unknown.json()["issue"][0]["expression"] == ["Communication.recipient"]
+
+
+def test_a_client_over_its_rate_limit_is_told_when_to_come_back(tmp_path: Path) -> None:
+    base = load_settings(generate_config(tmp_path))
+    http = base.http.model_copy(update={"client_rate_limit": "3/minute"})
+    settings = base.model_copy(update={"http": http})
+    with TestClient(create_app(settings, run_bridge=False)) as client:
+        bridge: Bridge = client.app.state.bridge  # type: ignore[attr-defined]
+        region(bridge.store)
+        _, busy = bridge.store.add_client("01234567", "busy")
+        _, calm = bridge.store.add_client("01234568", "calm")
+        answers = [client.get("/fhir/Communication", headers=auth(busy)) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        refused = answers[-1]
+        assert refused.json()["issue"][0]["code"] == "throttled"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        # Another practice's client has its own window.
+        assert client.get("/fhir/Communication", headers=auth(calm)).status_code == 200
+
+
+def test_an_expired_token_says_so_and_a_renewed_one_works(
+    api: tuple[TestClient, Bridge, str, str],
+) -> None:
+    client, bridge, _, _ = api
+    past = datetime.now(UTC) - timedelta(days=1)
+    client_id, old = bridge.store.add_client("01234567", "his-2026", expires_at=past)
+    expired = client.get("/fhir/Communication", headers=auth(old))
+    assert expired.status_code == 401
+    assert "expired on" in expired.json()["issue"][0]["diagnostics"]
+    new = bridge.store.renew_client_token(client_id, datetime.now(UTC) + timedelta(days=30))
+    assert client.get("/fhir/Communication", headers=auth(new)).status_code == 200
+    assert client.get("/fhir/Communication", headers=auth(old)).status_code == 401
+    assert any(e.action == "admin.client.renew" for e in bridge.store.audit_entries())
