@@ -143,6 +143,25 @@ class FilesSection(_Section):
     allowed_types: list[str] = ["image/jpeg", "image/png", "application/pdf"]
 
 
+class WorkersSection(_Section):
+    """Several bridge processes sharing one PostgreSQL database: each delivers the messages
+    of its own share of the GPs' ghosts (an E2EE device lives in one process only), and
+    process 0 also runs the bot (its device, incoming events, chat, escalations)."""
+
+    count: int = 1
+    index: int = 0
+
+    @model_validator(mode="after")
+    def _index(self) -> WorkersSection:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError("index must be 0 .. count - 1")
+        return self
+
+    @property
+    def primary(self) -> bool:
+        return self.index == 0
+
+
 class Settings(_Section):
     data_dir: str = DEFAULT_DATA_DIR
     homeserver: HomeserverSection = HomeserverSection()
@@ -153,6 +172,13 @@ class Settings(_Section):
     escalation: EscalationSection = EscalationSection()
     office_hours: OfficeHoursSection = OfficeHoursSection()
     files: FilesSection = FilesSection()
+    workers: WorkersSection = WorkersSection()
+
+    @model_validator(mode="after")
+    def _shared_database(self) -> Settings:
+        if self.workers.count > 1 and self.database_url.startswith("sqlite"):
+            raise ValueError("workers.count > 1 needs PostgreSQL (database.url)")
+        return self
 
     @property
     def data_path(self) -> Path:

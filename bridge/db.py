@@ -345,6 +345,9 @@ class OutboxItem(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     communication_id: Mapped[str] = mapped_column(ForeignKey("communications.id"))
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    # Which bridge process sends it: shard % workers.count == workers.index. 0 is the
+    # bot's (process 0); a GP's ghost has a shard of its own (see bridge.service).
+    shard: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

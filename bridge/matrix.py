@@ -20,7 +20,13 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from nio import AsyncClient, AsyncClientConfig, MegolmEvent
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ForwardedRoomKeyEvent,
+    MegolmEvent,
+    RoomKeyEvent,
+)
 from nio.exceptions import EncryptionError
 from nio.responses import ErrorResponse, RoomSendResponse, SyncResponse
 
@@ -316,6 +322,11 @@ class Device:
         if self._client is not None:
             return
         device_id, token = self._store.ghost(self.user_id)
+        if device_id is not None and not (self._dir / f"{self.user_id}_{device_id}.db").exists():
+            # The device's keys live in another process's (or a lost) crypto store: using
+            # its id here would publish a second identity key for it. A new device instead.
+            log.info("no local crypto store for %s's device; a new device", self.user_id)
+            device_id = token = None
         if device_id is None or token is None:
             device_id, token = await self.api.login(self.user_id, "Wijkbrug")
             self._store.save_ghost(self.user_id, self.display_name, device_id, token)
@@ -351,8 +362,9 @@ class Device:
             raise MatrixError(f"{what}: {resp.status_code} {resp.message}", status=status)
         return resp
 
-    async def sync(self, timeout_ms: int = 0) -> None:
-        """One sync round, then the key work nio leaves to its caller."""
+    async def sync(self, timeout_ms: int = 0) -> int:
+        """One sync round, then the key work nio leaves to its caller; returns how many
+        megolm keys arrived (so that messages waiting for one are tried again now)."""
         client = self.client
         resp = await client.sync(
             timeout=timeout_ms, full_state=not self._synced_once, set_presence="offline"
@@ -362,6 +374,9 @@ class Device:
             raise MatrixError(f"sync: unexpected {type(resp).__name__}")
         self._synced_once = True
         await self.maintain_keys()
+        return sum(
+            isinstance(e, RoomKeyEvent | ForwardedRoomKeyEvent) for e in resp.to_device_events
+        )
 
     async def maintain_keys(self) -> None:
         client = self.client
@@ -437,10 +452,21 @@ class Device:
         return source
 
     async def request_key(self, event: dict[str, Any]) -> None:
-        """Ask the sender's devices for a megolm key we were not given (late sharing)."""
+        """Ask for a megolm key we were not given (late sharing). nio's own request goes
+        to our other devices only, and registers the request so that a forwarded key is
+        accepted; the same request (same id) also goes to the sending device itself."""
         megolm = MegolmEvent.from_dict(event)
-        if isinstance(megolm, MegolmEvent):
-            try:
-                await self.client.request_room_key(megolm)
-            except Exception as exc:  # a request already in flight is not an error for us
-                log.debug("room key request not sent: %s", type(exc).__name__)
+        if not isinstance(megolm, MegolmEvent):
+            return
+        try:
+            await self.client.request_room_key(megolm)
+        except Exception as exc:  # a request already in flight is not an error for us
+            log.debug("room key request not sent: %s", type(exc).__name__)
+            return
+        assert self.client.device_id is not None
+        to_sender = megolm.as_key_request(
+            megolm.sender, self.client.device_id, device_id=megolm.device_id or None
+        )
+        resp = await self.client.to_device(to_sender)
+        if isinstance(resp, ErrorResponse):
+            log.info("room key request to the sender not sent: %s", resp.status_code)

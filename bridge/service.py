@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from bridge.identifiers import CASE_SYSTEM, pc4
 from bridge.matrix import Device, MatrixApi, MatrixError
 from bridge.routing import Decision, gp_route_for
 from bridge.store import (
+    NO_KEY_YET,
     CaseRef,
     EscalationWork,
     OutboxWork,
@@ -60,6 +62,7 @@ class Bridge:
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
+        self.workers = settings.workers
         self.store = store
         self.api = MatrixApi(
             settings.homeserver.url, settings.secret("as_token"), settings.bot_user_id
@@ -109,6 +112,9 @@ class Bridge:
         delay = 0.5
         while True:
             try:
+                if not self.workers.primary:
+                    await self.api.versions()  # the bot is process 0's, not ours
+                    break
                 await self.api.ensure_registered(self.settings.appservice.bot_localpart)
                 await self.bot.open()
                 await self._ensure_profile(self.bot.user_id, "Wijkbrug")
@@ -121,6 +127,14 @@ class Bridge:
                 delay = min(delay * 2, 10.0)
         self.ready = True
         self.last_error = None
+        if not self.workers.primary:
+            log.info(
+                "connected to the homeserver as worker %d of %d (delivery and push only)",
+                self.workers.index,
+                self.workers.count,
+            )
+            await asyncio.gather(self._outbox_loop(), self._push_loop())
+            return
         log.info("connected to the homeserver as %s", self.bot.user_id)
         await asyncio.gather(
             self._bot_sync_loop(),
@@ -260,7 +274,7 @@ class Bridge:
             )
 
         stored, created = self.store.accept_message(
-            practice, msg, decision, render, access, client_id=client_id
+            practice, msg, decision, render, access, client_id=client_id, shard=self._shard(msg)
         )
         if created:
             self.store.record_decision(decision, msg.priority, practice.id, stored.case_id)
@@ -271,7 +285,9 @@ class Bridge:
 
     async def _outbox_loop(self) -> None:
         while True:
-            work = await asyncio.to_thread(self.store.claim_outbox)
+            work = await asyncio.to_thread(
+                self.store.claim_outbox, workers=(self.workers.index, self.workers.count)
+            )
             for item in work:
                 await self._deliver(item)
             if not work:
@@ -340,6 +356,14 @@ class Bridge:
         ciphertext, info = files.encrypt_for_room(stored.data)
         mxc = await self.api.upload(ciphertext, as_user=sender.user_id)
         await sender.send(room_id, files.room_content(stored, {**info, "url": mxc}), txn_id=txn_id)
+
+    def _shard(self, msg: CaseMessage) -> int:
+        """Which process sends ``msg`` (see ``workers`` in the config): a case from chat is
+        posted by the bot (shard 0, process 0); a GP's ghost always lands on the same
+        process, so its E2EE device lives in one place only."""
+        if msg.sender.matrix_id:
+            return 0
+        return 1 + zlib.crc32(self._ghost_localpart(msg.sender).encode()) % 65521
 
     def _ghost_localpart(self, sender: Party) -> str:
         prefix = self.settings.appservice.ghost_prefix
@@ -444,7 +468,9 @@ class Bridge:
         while True:
             try:
                 async with self.bot.lock:
-                    await self.bot.sync(timeout_ms=5000)
+                    keys = await self.bot.sync(timeout_ms=5000)
+                if keys:
+                    await asyncio.to_thread(self.store.keys_arrived)
             except MatrixError as exc:
                 outage = True
                 self.ready = False
@@ -556,18 +582,19 @@ class Bridge:
             # The bridge's most common failure, said where the sender sees it.
             await self._say(
                 ev.room_id,
-                f"Een bericht van {ev.sender} kon Wijkbrug niet ontsleutelen en is dus niet "
+                f"Dit bericht van {ev.sender} kon Wijkbrug niet ontsleutelen en is dus niet "
                 "doorgestuurd naar het praktijksysteem. Stuur het opnieuw; staat uw app zo "
                 "ingesteld dat hij alleen met geverifieerde apparaten sleutels deelt, zet dat "
                 "dan uit voor deze ruimte.",
                 f"wijkbrug-undecryptable-{ev.event_id}",
+                reply_to=ev.event_id,  # which message, when she sent several
             )
             return
         if ev.event_id not in self._key_requested and ev.attempts >= 3:
             self._key_requested.add(ev.event_id)
             await self.bot.request_key(ev.event)
         delay = min(0.5 * 2**ev.attempts, 30.0)
-        await asyncio.to_thread(self.store.event_retry, ev.event_id, "no megolm key yet", delay)
+        await asyncio.to_thread(self.store.event_retry, ev.event_id, NO_KEY_YET, delay)
 
     async def _on_file(self, case: CaseRef, ev: PendingEvent, content: dict[str, Any]) -> None:
         """A nurse's photo or PDF: fetched, decrypted, checked, and passed on as a reply
@@ -864,10 +891,15 @@ class Bridge:
 
     # ------------------------------------------------------------------ chat
 
-    async def _say(self, room_id: str, text: str, txn_id: str) -> None:
-        """A notice from the bot (encrypted where the room is)."""
+    async def _say(
+        self, room_id: str, text: str, txn_id: str, *, reply_to: str | None = None
+    ) -> None:
+        """A notice from the bot (encrypted where the room is), optionally as a reply."""
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": text}
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
         try:
-            await self.bot.send(room_id, {"msgtype": "m.notice", "body": text}, txn_id=txn_id)
+            await self.bot.send(room_id, content, txn_id=txn_id)
         except MatrixError as exc:
             log.warning("the bot could not answer in %s: %s", room_id, exc)
 

@@ -134,6 +134,7 @@ class PendingEvent:
     received_at: datetime
 
 
+NO_KEY_YET = "no megolm key yet"  # an inbound event waiting for its key
 # deadlock_detected, serialization_failure
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
@@ -230,6 +231,7 @@ class Store(Directory):
         render: Any,
         access: Access = SYSTEM,
         client_id: int | None = None,
+        shard: int = 0,
     ) -> tuple[StoredCommunication, bool]:
         """Store a routed GP message, its case and its outbox item in one transaction.
 
@@ -242,7 +244,7 @@ class Store(Directory):
         for _ in range(3):
             try:
                 return self._accept_once(
-                    practice, msg, decision, render, access, patient_key, client_id
+                    practice, msg, decision, render, access, patient_key, client_id, shard
                 )
             except IntegrityError:
                 # Either a re-post of the same identifier won the race (return it), or a
@@ -266,6 +268,7 @@ class Store(Directory):
         access: Access,
         patient_key: str,
         client_id: int | None,
+        shard: int,
     ) -> tuple[StoredCommunication, bool]:
         assert decision.provider_id is not None and decision.team_id is not None
         now = utcnow()
@@ -314,7 +317,11 @@ class Store(Directory):
             s.add(comm)
             s.flush()
             self._store_files(s, comm_id, msg.attachments)
-            s.add(OutboxItem(communication_id=comm_id, case_id=case.id, next_attempt_at=now))
+            s.add(
+                OutboxItem(
+                    communication_id=comm_id, case_id=case.id, shard=shard, next_attempt_at=now
+                )
+            )
             self._audit(
                 s, access, "message.create", patient=patient_key, obj=f"Communication/{comm_id}"
             )
@@ -474,12 +481,14 @@ class Store(Directory):
 
     # ------------------------------------------------------------------ outbox
 
-    def _due(self, s: Session, model: type[_Queued], limit: int, now: datetime) -> list[_Queued]:
+    def _due(
+        self, s: Session, model: type[_Queued], limit: int, now: datetime, *where: Any
+    ) -> list[_Queued]:
         """Pending rows of a work queue whose time has come, oldest first; locked for this
         transaction and skipped by other workers' (PostgreSQL ``SKIP LOCKED``)."""
         query = (
             select(model)
-            .where(model.state == "pending", model.next_attempt_at <= now)
+            .where(model.state == "pending", model.next_attempt_at <= now, *where)
             .order_by(model.id)
             .limit(limit)
         )
@@ -487,13 +496,18 @@ class Store(Directory):
             query = query.with_for_update(skip_locked=True)
         return list(s.scalars(query))
 
-    def claim_outbox(self, limit: int = 10, lease: float = 30.0) -> list[OutboxWork]:
+    def claim_outbox(
+        self, limit: int = 10, lease: float = 30.0, workers: tuple[int, int] = (0, 1)
+    ) -> list[OutboxWork]:
         """Take due outbox items for this worker (a lease, so a crashed worker's items
-        come back after ``lease`` seconds; SKIP LOCKED lets several workers share)."""
+        come back after ``lease`` seconds; SKIP LOCKED lets several workers share).
+        ``workers`` is (index, count): only items of this process's shards."""
+        index, count = workers
+        mine = [OutboxItem.shard % count == index] if count > 1 else []
         now = utcnow()
         with self.session() as s:
             work = []
-            for item in self._due(s, OutboxItem, limit, now):
+            for item in self._due(s, OutboxItem, limit, now, *mine):
                 # Messages of one case go out in order: skip if an older one is pending.
                 older = s.scalar(
                     select(func.count())
@@ -674,6 +688,16 @@ class Store(Directory):
                 .where(InboundEvent.event_id == event_id)
                 .values(state=state, last_error=error)
             )
+
+    def keys_arrived(self) -> int:
+        """Events waiting for a megolm key are due now (a key has just come in)."""
+        with self.session() as s:
+            result = s.execute(
+                update(InboundEvent)
+                .where(InboundEvent.state == "pending", InboundEvent.last_error == NO_KEY_YET)
+                .values(next_attempt_at=utcnow())
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def event_retry(self, event_id: str, error: str, delay: float) -> None:
         with self.session() as s:

@@ -7,8 +7,31 @@
 //                   (messages from other users only, once each, after decryption; a message
 //                   carries the whole decrypted content, e.g. content.file for an attachment)
 // stdin (commands): {"id", "cmd": "send" | "join" | "create_room" | "read" | "invite" |
-//                    "set_state" | "send_file" | "fetch_file" | "stop", ...}
+//                    "set_state" | "send_file" | "fetch_file" | "set_isolation_mode" |
+//                    "delay_room_keys" | "stop", ...}
 //                   a failed command's result carries the Matrix errcode and error body
+//   {"cmd": "send", "roomId", "body"} -> result {eventId, sessionId}: sessionId is the megolm
+//       session the message was encrypted with (null in an unencrypted room)
+//
+// Key sharing (the crypto's device isolation mode, MSC4153; applies from the next send):
+//   {"cmd": "set_isolation_mode", "mode": "all" | "only_signed"}  -> result {mode}
+//       "all" (the default, AllDevicesIsolationMode(false)): room keys go to every device in
+//       the room, verified or not; messages from any device are decrypted.
+//       "only_signed" (OnlySignedDevicesIsolationMode, Element's "exclude insecure devices"):
+//       room keys go only to devices cross-signed by their owner (others get an m.unverified
+//       withheld notice), and messages from devices that are not cross-signed (a user
+//       without a cross-signing identity included) are NOT decrypted: they are reported as
+//       undecryptable (reason UNSIGNED_SENDER_DEVICE). The SDK cannot send in this mode
+//       without cross-signing, so this first sets it up for the account (new keys, signing
+//       this device, unless this device holds them already).
+//
+// Late room keys (a to-device message that lags behind the room event, as over a slow
+// federation link):
+//   {"cmd": "delay_room_keys", "ms": N}  -> result {ms}
+//       from now on each encrypted to-device message (PUT /sendToDevice/m.room.encrypted,
+//       which carries the room keys) is answered 200 {} at once, so the SDK goes on and
+//       sends the room event, and really reaches the homeserver only N ms later; 0 stops
+//       delaying (messages already held still go when their time comes).
 //
 // Attachments (the spec's "Sending encrypted attachments", with matrix-encrypt-attachment as
 // Element Web does: AES-256-CTR, JWK key, iv, sha256 of the ciphertext):
@@ -56,7 +79,9 @@ console.error = toStderr;
 // Static imports are hoisted above the polyfill, so the SDK is imported dynamically.
 await import("fake-indexeddb/auto");
 const sdk = await import("matrix-js-sdk");
-const { AllDevicesIsolationMode } = await import("matrix-js-sdk/lib/crypto-api/index.js");
+const { AllDevicesIsolationMode, OnlySignedDevicesIsolationMode } = await import(
+    "matrix-js-sdk/lib/crypto-api/index.js"
+);
 const { ClientEvent, RoomEvent, RoomMemberEvent, MatrixEventEvent, EventType, MatrixError } = sdk;
 
 // --- protocol ------------------------------------------------------------------------------
@@ -91,6 +116,30 @@ process.on("unhandledRejection", (err) => {
     emit({ event: "error", message: `unhandled rejection: ${err?.stack ?? err}` });
 });
 
+// --- late room keys --------------------------------------------------------------------
+
+let toDeviceDelayMs = 0;
+
+// The SDK's fetch: with a delay set, an encrypted to-device message is acknowledged at once
+// and sent for real later (see "delay_room_keys").
+async function lateKeysFetch(resource, init) {
+    const url = String(resource);
+    const delay = toDeviceDelayMs;
+    if (delay > 0 && init?.method === "PUT" && url.includes("/sendToDevice/m.room.encrypted/")) {
+        const { signal: _ignored, ...later } = init; // the SDK's abort signal is done with it
+        setTimeout(() => {
+            fetch(url, later)
+                .then(async (response) => {
+                    if (!response.ok) log("held to-device message refused:", response.status, await response.text());
+                })
+                .catch((err) => emit({ event: "error", message: `held to-device message: ${err?.message ?? err}` }));
+        }, delay);
+        log(`holding an encrypted to-device message for ${delay} ms`);
+        return new Response("{}", { status: 200, headers: { "Content-Type": "application/json" } });
+    }
+    return fetch(resource, init);
+}
+
 // --- login and crypto --------------------------------------------------------------------
 
 let client, me, crypto;
@@ -107,6 +156,7 @@ try {
         userId: me,
         accessToken: login.access_token,
         deviceId: login.device_id,
+        fetchFn: lateKeysFetch,
     });
     await client.initRustCrypto({ useIndexedDB: false });
     crypto = client.getCrypto();
@@ -273,7 +323,37 @@ const commands = {
     async send({ roomId, body }) {
         await waitForRoom(roomId);
         const { event_id } = await client.sendMessage(roomId, { msgtype: "m.text", body });
-        return { eventId: event_id };
+        const sent = client.getRoom(roomId)?.findEventById(event_id);
+        return { eventId: event_id, sessionId: sent?.getWireContent()?.session_id ?? null };
+    },
+    async delay_room_keys({ ms }) {
+        if (!Number.isInteger(ms) || ms < 0) throw new Error("delay_room_keys needs ms, an integer >= 0");
+        toDeviceDelayMs = ms;
+        return { ms };
+    },
+    async set_isolation_mode({ mode }) {
+        const modes = {
+            all: () => new AllDevicesIsolationMode(false),
+            only_signed: () => new OnlySignedDevicesIsolationMode(),
+        };
+        if (!Object.hasOwn(modes, mode)) {
+            throw new Error(`set_isolation_mode: mode must be "all" or "only_signed", not ${JSON.stringify(mode)}`);
+        }
+        // Keys go only to cross-signed devices, and the Rust crypto refuses to send at all
+        // from an account without cross-signing ("cross-signing is not set up on your
+        // account"): set it up first, as Element makes its users do. A no-op when this
+        // device already holds the keys; otherwise new keys (the password answers the
+        // homeserver's user-interactive auth for replacing them).
+        if (mode === "only_signed") {
+            await crypto.bootstrapCrossSigning({
+                authUploadDeviceSigningKeys: async (makeRequest) => {
+                    const identifier = { type: "m.id.user", user: me };
+                    await makeRequest({ type: "m.login.password", identifier, password: args.password });
+                },
+            });
+        }
+        crypto.setDeviceIsolationMode(modes[mode]());
+        return { mode };
     },
     async join({ roomId }) {
         await join(roomId);

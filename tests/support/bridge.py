@@ -24,6 +24,7 @@ import yaml
 
 from bridge.config import generate_config, load_settings, write_registration
 from bridge.homeserver import free_port
+from bridge.secretbox import Keyring
 
 WIJKBRUG = shutil.which("wijkbrug", path=str(Path(sys.executable).parent)) or "wijkbrug"
 
@@ -46,6 +47,20 @@ class BridgeSite:
         generate_config(data_dir, port=port, database_url=database_url)
         write_registration(load_settings(data_dir / "config.yaml"))
         return cls(data_dir, port)
+
+    def another_worker(self, data_dir: Path, index: int) -> BridgeSite:
+        """A further process of this installation (same database, tokens and keys; its
+        own port and crypto stores): worker ``index`` of the ``workers.count`` set here."""
+        config = yaml.safe_load(self.config_path.read_text())
+        data_dir.mkdir(parents=True)
+        Keyring.load_or_create(self.data_dir / "keys" / "keyring.json")  # one for all
+        for shared in ("keys", "secrets"):
+            shutil.copytree(self.data_dir / shared, data_dir / shared)
+        port = free_port()
+        config.setdefault("http", {})["port"] = port
+        config.setdefault("workers", {})["index"] = index
+        (data_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        return BridgeSite(data_dir, port)
 
     @property
     def config_path(self) -> Path:

@@ -21,8 +21,9 @@ import logging
 import shutil
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,19 @@ SCRIPT = JS_DIR / "client.mjs"
 
 Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
+
+IsolationMode = Literal["all", "only_signed"]
+"""The crypto's device isolation mode (MSC4153): ``"all"`` shares room keys with every device
+in the room (the default); ``"only_signed"`` only with devices cross-signed by their owner,
+and decrypts only messages from such devices (Element's "exclude insecure devices")."""
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message the client sent: its event id and the megolm session that encrypted it."""
+
+    event_id: str
+    session_id: str | None
 
 
 class JsClientError(RuntimeError):
@@ -179,8 +193,26 @@ class JsClient:
 
     async def send(self, room_id: str, body: str) -> str:
         """Send an m.text message (encrypted if the room is); return its event id."""
+        return (await self.send_message(room_id, body)).event_id
+
+    async def send_message(self, room_id: str, body: str) -> SentMessage:
+        """Send an m.text message; return its event id and megolm session id (None when
+        the room is not encrypted)."""
         result = await self.command({"cmd": "send", "roomId": room_id, "body": body})
-        return str(result["eventId"])
+        session = result.get("sessionId")
+        return SentMessage(str(result["eventId"]), str(session) if session else None)
+
+    async def delay_room_keys(self, seconds: float) -> None:
+        """Hold this client's encrypted to-device messages (the room keys it shares) for
+        ``seconds`` after the SDK believes them sent, so its next room event reaches others
+        before its key does; 0 stops delaying."""
+        await self.command({"cmd": "delay_room_keys", "ms": round(seconds * 1000)})
+
+    async def set_isolation_mode(self, mode: IsolationMode) -> None:
+        """Change who gets this client's room keys from its next message on (and whose
+        messages it decrypts): see :data:`IsolationMode`. ``"only_signed"`` withholds keys
+        from devices that are not cross-signed, such as the bridge's bot and ghosts."""
+        await self.command({"cmd": "set_isolation_mode", "mode": mode})
 
     async def send_file(
         self,
