@@ -42,6 +42,9 @@ class _Section(BaseModel):
 class HomeserverSection(_Section):
     url: str = "http://127.0.0.1:8008"
     server_name: str = "localhost"
+    # A homeserver admin's access token (a file), for purging closed cases' rooms
+    # (retention); without it their history stays on the homeserver.
+    admin_token_path: str | None = None
     # Other homeservers whose users may enter case rooms (the policy module's
     # allowed_servers); None: no fixed list, the directory's Matrix IDs decide.
     allowed_servers: list[str] | None = None
@@ -143,6 +146,15 @@ class FilesSection(_Section):
     allowed_types: list[str] = ["image/jpeg", "image/png", "application/pdf"]
 
 
+class RetentionSection(_Section):
+    """How long a closed case is kept (AVG): then its messages, files and stored events
+    are deleted, the room's history is purged on the homeserver (with ``admin_token``)
+    and the bridge forgets the room's keys; the audit trail stays."""
+
+    closed_case_days: float = 90.0
+    check_interval_seconds: float = 3600.0
+
+
 class WorkersSection(_Section):
     """Several bridge processes sharing one PostgreSQL database: each delivers the messages
     of its own share of the GPs' ghosts (an E2EE device lives in one process only), and
@@ -173,6 +185,7 @@ class Settings(_Section):
     office_hours: OfficeHoursSection = OfficeHoursSection()
     files: FilesSection = FilesSection()
     workers: WorkersSection = WorkersSection()
+    retention: RetentionSection = RetentionSection()
 
     @model_validator(mode="after")
     def _shared_database(self) -> Settings:
@@ -216,6 +229,18 @@ class Settings(_Section):
             return path.read_text().strip()
         except OSError as exc:
             raise ConfigError(f"appservice.{name}_path: cannot read {path}: {exc}") from exc
+
+    def homeserver_admin_token(self) -> str | None:
+        """The homeserver admin token for retention purges (None: not configured)."""
+        if self.homeserver.admin_token_path is None:
+            return None
+        path = Path(self.homeserver.admin_token_path)
+        if not path.is_absolute():
+            path = self.data_path / path
+        try:
+            return path.read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(f"homeserver.admin_token_path: cannot read {path}: {exc}") from exc
 
 
 def _format_error(exc: ValidationError) -> str:

@@ -296,8 +296,10 @@ class Case(Base):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     care_type: Mapped[str] = mapped_column(String(32))
     room_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # open | closed | purged (retention: messages deleted) | erased (and the room too)
     status: Mapped[str] = mapped_column(String(16), default="open")
     context_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a nurse first replied, or read the room after joining (escalation stops).
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -29,6 +29,7 @@ from nio import (
 )
 from nio.exceptions import EncryptionError
 from nio.responses import ErrorResponse, RoomSendResponse, SyncResponse
+from nio.store.models import MegolmInboundSessions
 
 from bridge.files import FileError, media_id
 from bridge.store import Store
@@ -148,6 +149,33 @@ class MatrixApi:
         except httpx.HTTPError as exc:
             raise MatrixError(f"download: {type(exc).__name__}") from exc
         return b"".join(chunks)
+
+    async def purge_room(self, room_id: str, admin_token: str) -> None:
+        """Delete a room and its history from the homeserver (Synapse admin API; needs a
+        server admin's token). Waits until the homeserver reports it done."""
+        path = f"/_synapse/admin/v2/rooms/{quote(room_id)}"
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        try:
+            resp = await self._http.request(
+                "DELETE", path, json={"purge": True, "block": False}, headers=headers
+            )
+            if resp.status_code >= 400:
+                raise MatrixError(f"room purge: {resp.status_code}", status=resp.status_code)
+            delete_id = resp.json().get("delete_id")
+            for _ in range(120):
+                status = await self._http.get(
+                    f"/_synapse/admin/v2/rooms/delete_status/{quote(str(delete_id))}",
+                    headers=headers,
+                )
+                state = status.json().get("status") if status.status_code == 200 else None
+                if state == "complete":
+                    return
+                if state == "failed":
+                    raise MatrixError("room purge: the homeserver reports it failed")
+                await asyncio.sleep(0.5)
+        except httpx.HTTPError as exc:
+            raise MatrixError(f"room purge: {type(exc).__name__}") from exc
+        raise MatrixError("room purge: not done after a minute")
 
     async def versions(self) -> dict[str, Any]:
         return await self._call("GET", "/_matrix/client/versions", masquerade=False)
@@ -450,6 +478,23 @@ class Device:
         if not isinstance(source, dict):
             return None
         return source
+
+    def forget_room(self, room_id: str) -> int:
+        """Retention: drop this device's megolm keys of a room (stored and in memory), so
+        nothing of a purged case stays readable here. Returns how many were stored."""
+        if self._client is None or self._client.olm is None:
+            return 0
+        store = self._client.store
+        with store.database.bind_ctx(store.models):
+            removed = int(
+                MegolmInboundSessions.delete()
+                .where(MegolmInboundSessions.room_id == room_id)
+                .execute()
+            )
+        olm = self._client.olm
+        olm.inbound_group_store._entries.pop(room_id, None)  # nio keeps no public remover
+        olm.outbound_group_sessions.pop(room_id, None)
+        return removed
 
     async def request_key(self, event: dict[str, Any]) -> None:
         """Ask for a megolm key we were not given (late sharing). nio's own request goes

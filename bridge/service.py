@@ -27,7 +27,7 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -142,7 +142,38 @@ class Bridge:
             self._event_loop(),
             self._escalation_loop(),
             self._push_loop(),
+            self._retention_loop(),
         )
+
+    async def _retention_loop(self) -> None:
+        """Closed cases past their retention lose their messages, files and keys here, and
+        their rooms on the homeserver (with the homeserver admin token)."""
+        policy = self.settings.retention
+        admin_token = self.settings.homeserver_admin_token()
+        if admin_token is None:
+            log.warning(
+                "no homeserver.admin_token_path: closed cases' rooms stay on the homeserver"
+            )
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(days=policy.closed_case_days)
+            purged = await asyncio.to_thread(self.store.purge_closed_cases, cutoff)
+            for case in purged:
+                if case.room_id:
+                    forgotten = sum(
+                        d.forget_room(case.room_id) for d in [self.bot, *self._ghosts.values()]
+                    )
+                    log.info("case %s purged; %d room key(s) forgotten", case.number, forgotten)
+            if admin_token is not None:
+                for case in await asyncio.to_thread(self.store.rooms_to_erase):
+                    assert case.room_id is not None
+                    try:
+                        await self.api.purge_room(case.room_id, admin_token)
+                    except MatrixError as exc:
+                        log.warning("room of case %s not purged yet: %s", case.number, exc)
+                        continue
+                    await asyncio.to_thread(self.store.room_erased, case.id)
+            if not purged:
+                await asyncio.sleep(policy.check_interval_seconds)
 
     def wake(self) -> None:
         self._outbox_wake.set()

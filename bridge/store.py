@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, event, func, or_, select, update
+from sqlalchemy import Engine, delete, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -1033,7 +1033,7 @@ class Store(Directory):
         with self.session() as s:
             case = s.get(Case, case_id)
             assert case is not None
-            case.status, case.updated_at = "closed", now
+            case.status, case.updated_at, case.closed_at = "closed", now, now
             for comm in s.scalars(
                 select(Communication).where(
                     Communication.case_id == case_id, Communication.direction == "to-provider"
@@ -1052,6 +1052,63 @@ class Store(Directory):
                 patient=case.patient_key,
                 obj=case.number,
             )
+
+    def purge_closed_cases(self, closed_before: datetime, limit: int = 50) -> list[CaseRef]:
+        """Retention (AVG): cases closed before ``closed_before`` lose their messages,
+        files, queued work, escalations and stored room events; the case keeps its number
+        and room (so the room can be purged on the homeserver), marked ``purged``, and
+        the audit trail keeps every entry. Returns the purged cases."""
+        purged: list[CaseRef] = []
+        with self.session() as s:
+            due = s.scalars(
+                select(Case)
+                .where(Case.status == "closed", Case.closed_at <= closed_before)
+                .order_by(Case.closed_at)
+                .limit(limit)
+            ).all()
+            for case in due:
+                comms = select(Communication.id).where(Communication.case_id == case.id)
+                s.execute(delete(StoredFile).where(StoredFile.communication_id.in_(comms)))
+                s.execute(delete(PushItem).where(PushItem.communication_id.in_(comms)))
+                s.execute(delete(Escalation).where(Escalation.case_id == case.id))
+                s.execute(delete(OutboxItem).where(OutboxItem.case_id == case.id))
+                s.execute(
+                    update(RoutingDecision)
+                    .where(RoutingDecision.case_id == case.id)
+                    .values(case_id=None)
+                )
+                s.execute(delete(Communication).where(Communication.case_id == case.id))
+                if case.room_id:
+                    s.execute(delete(InboundEvent).where(InboundEvent.room_id == case.room_id))
+                self._audit(
+                    s,
+                    SYSTEM,
+                    "case.purge",
+                    patient=case.patient_key,
+                    obj=f"{case.number} (closed {case.closed_at:%Y-%m-%d})",
+                )
+                case.status, case.patient_key = "purged", ""
+                purged.append(self._case_ref(s, case))
+        return purged
+
+    def rooms_to_erase(self, limit: int = 50) -> list[CaseRef]:
+        """Purged cases whose room is still on the homeserver."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(Case)
+                .where(Case.status == "purged", Case.room_id.is_not(None))
+                .order_by(Case.closed_at)
+                .limit(limit)
+            ).all()
+            return [self._case_ref(s, case) for case in rows]
+
+    def room_erased(self, case_id: int) -> None:
+        """The homeserver has purged the case's room: nothing is left but the audit trail."""
+        with self.session() as s:
+            case = s.get(Case, case_id)
+            assert case is not None
+            case.status = "erased"
+            self._audit(s, SYSTEM, "case.room-purge", obj=f"{case.number} {case.room_id}")
 
     def escalations(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest escalations, for the admin page (case numbers, no patient data)."""

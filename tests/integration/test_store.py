@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+from bridge import files
 from bridge.canonical import CareType, Party, Reply
 from bridge.db import Base, make_engine
 from bridge.errors import ErrorCode, WijkbrugError
@@ -145,3 +147,63 @@ def test_migrations_build_exactly_the_schema_the_models_describe(database_url: s
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_retention_purges_a_closed_case_after_its_period_and_keeps_the_audit_trail(
+    store: Store,
+) -> None:
+    """A fake clock: the purge is asked as of a moment; nothing real waits 90 days."""
+    region(store)
+    practice = store.find_org("01234567")
+    decision = store.decide(CareType.WONDZORG, "1092AB")
+    photo = replace(
+        files.attachment("wond.png", b"\x89PNG\r\n\x1a\n" + b"RETENTIE" * 40, "image/png"),
+        id="7f6b7c7e-0000-4000-8000-000000000001",
+    )
+    msg = replace(message(text_="Bewaartermijn-bericht"), attachments=(photo,))
+    stored, _ = store.accept_message(practice, msg, decision, render)
+    work = store.claim_outbox()[0]
+    store.set_case_room(work.case.id, "!old:localhost")
+    store.outbox_done(work.item_id, "$sent", context_sent=True)
+    assert store.store_transaction(
+        "t1",
+        [
+            {
+                "event_id": "$in",
+                "room_id": "!old:localhost",
+                "sender": "@nurse1:localhost",
+                "type": "m.room.encrypted",
+                "content": {"ciphertext": "x"},
+            }
+        ],
+    )
+    open_case, _ = store.accept_message(
+        practice, message("still-open", bsn="999990019"), decision, render
+    )
+    store.close_case(work.case.id, "matrix:@nurse1:localhost")
+    closed = datetime.now(UTC)
+
+    assert store.purge_closed_cases(closed - timedelta(days=1)) == []  # not yet due
+    (purged,) = store.purge_closed_cases(closed + timedelta(seconds=1))  # 90 days later
+    assert purged.number == work.case.number and purged.room_id == "!old:localhost"
+    assert store.get_communication(stored.id, practice) is None
+    assert store.read_file(photo.id, practice) is None
+    assert store.get_communication(open_case.id, practice) is not None  # others untouched
+    assert [e.event_id for e in store.due_events()] == []
+    with store.session() as s:
+        for table in ("communications", "attachments", "outbox", "inbound_events"):
+            rows = s.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608
+            assert rows == (1 if table in ("communications", "outbox") else 0), table
+        case_row = s.execute(
+            text("SELECT status, patient_key FROM cases WHERE id = :id"), {"id": purged.id}
+        ).one()
+    assert tuple(case_row) == ("purged", "")
+    # The room is the homeserver's to purge, then the case is erased; the trail stays whole.
+    assert [c.id for c in store.rooms_to_erase()] == [purged.id]
+    store.room_erased(purged.id)
+    assert store.rooms_to_erase() == []
+    actions = [e.action for e in store.audit_entries()]
+    assert actions[-1] == "case.room-purge"
+    assert actions.index("message.create") < actions.index("case.purge")
+    assert store.verify_audit() == []
+    assert store.purge_closed_cases(closed + timedelta(days=1)) == []  # once only
