@@ -24,6 +24,11 @@ from tests.support.bridge import BridgeSite
 from tests.support.jsclient import JsClient
 
 pytestmark = pytest.mark.integration
+OUTAGE_SECONDS = 30
+
+
+def during(i: int) -> str:
+    return f"tijdens storing {i}"
 
 
 def body_ends(text: str) -> Callable[[dict[str, Any]], bool]:
@@ -76,23 +81,28 @@ async def test_messages_accepted_during_outage_arrive_in_order(
             assert first.status_code == 201
             await nurse.wait_for("message", body_ends("voor"))
 
+            # 30 seconds without a homeserver, traffic all the while: a message a second.
             await asyncio.to_thread(synapse.stop)
-            for i in range(1, 4):
+            stopped = asyncio.get_running_loop().time()
+            count = 0
+            while asyncio.get_running_loop().time() - stopped < OUTAGE_SECONDS:
+                count += 1
                 resp = await http.post(
                     "/fhir/Communication",
                     headers=fhir_headers(token),
-                    content=json.dumps(communication(f"o-{i}", text=f"tijdens storing {i}")),
+                    content=json.dumps(communication(f"o-{count}", text=during(count))),
                 )
-                assert resp.status_code == 201, resp.text
+                assert resp.status_code == 201, resp.text  # the FHIR API keeps accepting
+                await asyncio.sleep(1)
             ready = await http.get("/readyz")
             assert ready.status_code == 503
-            await asyncio.sleep(3)  # let delivery fail and back off
 
             await asyncio.to_thread(synapse.start)
-            for i in range(1, 4):
-                await nurse.wait_for("message", body_ends(f"tijdens storing {i}"), timeout=90)
+            await nurse.wait_for("message", body_ends(during(count)), timeout=120)
             bodies = [e["body"] for e in nurse.events if e["event"] == "message"]
-            during = [b for b in bodies if "tijdens storing" in b]
-            assert during == [f"tijdens storing {i}" for i in range(1, 4)]
+            arrived = [b for b in bodies if "tijdens storing" in b]
+            # Every one, once, in the order they were accepted.
+            assert arrived == [during(i) for i in range(1, count + 1)]
+            print(f"\nhomeserver down {OUTAGE_SECONDS} s: {count} messages accepted, all delivered")
     finally:
         await nurse.close()
