@@ -1,7 +1,8 @@
 """Crash safety on real parts: kill -9 the bridge in the middle of a burst of inbound FHIR
 messages, start it again, and every message that got a 2xx is in its case room exactly
 once; a message that got no answer is either absent or delivered exactly once as well.
-Runs on the machine's PostgreSQL."""
+The same for a burst of a nurse's answers flowing to the practice system. Runs on the
+machine's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -122,5 +123,65 @@ async def test_kill_minus_nine_mid_burst_loses_and_duplicates_nothing(
         assert set(counts) == stored, sorted(stored - set(counts))[:10]
         duplicates = {i: n for i, n in counts.items() if n > 1}
         assert duplicates == {}
+    finally:
+        await nurse.close()
+
+
+REPLIES = 100
+ANSWER = re.compile(r"antwoord-(\d+)$")
+
+
+async def test_kill_minus_nine_mid_reply_burst_loses_and_duplicates_nothing(
+    stack: tuple[BridgeSite, SynapseInstance, str],
+) -> None:
+    """The other direction: a nurse answers in a burst while the bridge is killed; every
+    answer reaches the practice system exactly once after the restart (the homeserver
+    keeps the transactions the dead bridge never acknowledged, and resends them)."""
+    bridge, synapse, token = stack
+    nurse = await JsClient.start(synapse.base_url, "@crash1:localhost", "pw-crash-1")
+    try:
+        async with httpx.AsyncClient(base_url=bridge.url, timeout=30) as http:
+            posted = await http.post(
+                "/fhir/Communication",
+                content=json.dumps(communication("burst-q", text="Vraag voor de burst")),
+                headers=fhir_headers(token),
+            )
+            assert posted.status_code == 201
+        question = await nurse.wait_for("message", lambda e: "burst" in e["body"], timeout=60)
+        room = question["roomId"]
+        for i in range(REPLIES):
+            if i == REPLIES // 3:
+                assert bridge.process is not None
+                bridge.process.kill()  # SIGKILL in the middle of the stream
+                bridge.process.wait()
+            await nurse.send(room, f"antwoord-{i}")
+        bridge.process = None
+        bridge.start()
+
+        async def replies() -> Counter[int]:
+            found: Counter[int] = Counter()
+            async with httpx.AsyncClient(base_url=bridge.url, timeout=30) as http:
+                page = await http.get(
+                    "/fhir/Communication", params={"_count": "1000"}, headers=fhir_headers(token)
+                )
+            for entry in page.json().get("entry", []):
+                for payload in entry["resource"].get("payload", []):
+                    text = payload.get("contentString", "")
+                    if (m := ANSWER.fullmatch(text)) is not None:
+                        found[int(m.group(1))] += 1
+            return found
+
+        for _ in range(240):
+            if len(await replies()) == REPLIES:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # room for a duplicate to show up
+        counts = await replies()
+        assert set(counts) == set(range(REPLIES)), sorted(set(range(REPLIES)) - set(counts))
+        assert {i: n for i, n in counts.items() if n > 1} == {}
+        print(
+            f"\nreply burst: {REPLIES} answers, bridge killed after {REPLIES // 3}: "
+            "all reached the practice once"
+        )
     finally:
         await nurse.close()
