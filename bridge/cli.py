@@ -598,6 +598,11 @@ def _expiry(days: int) -> datetime | None:
     help="File with the bearer token Wijkbrug sends to the push endpoint.",
 )
 @EXPIRY
+@click.option(
+    "--cert-sha256",
+    help="The SHA-256 fingerprint of its client certificate: it must then come through the "
+    "proxy with it (http.client_certificate_header).",
+)
 @pass_ctx
 @friendly_errors
 def client_add(
@@ -608,12 +613,19 @@ def client_add(
     push_url: str | None,
     push_token_file: Path | None,
     expires_in_days: int,
+    cert_sha256: str | None,
 ) -> None:
     """Add a client; its token is printed once, as the last line."""
     push_token = push_token_file.read_text().strip() if push_token_file else None
     expires_at = _expiry(expires_in_days)
     client_id, token = ctx.store().add_client(
-        org_code, name, dialect, push_url=push_url, push_token=push_token, expires_at=expires_at
+        org_code,
+        name,
+        dialect,
+        push_url=push_url,
+        push_token=push_token,
+        expires_at=expires_at,
+        cert_sha256=cert_sha256,
     )
     until = f"valid until {expires_at:%Y-%m-%d}" if expires_at else "no expiry"
     click.echo(f"added client {name} (id {client_id}, {until}); its token (shown once):")

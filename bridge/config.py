@@ -77,6 +77,10 @@ class HttpSection(_Section):
     # Requests per integration client (``limits`` notation, e.g. "20/second;2000/hour"),
     # so one runaway practice system cannot crowd out the region; null: no limit.
     client_rate_limit: str | None = "20/second;5000/hour"
+    # mTLS at the proxy: the header in which the proxy passes the SHA-256 fingerprint of
+    # the client certificate it verified (and which it strips from what clients send).
+    # Clients registered with a fingerprint must then present that certificate.
+    client_certificate_header: str | None = None
 
     @model_validator(mode="after")
     def _rate_limit(self) -> HttpSection:

@@ -237,6 +237,7 @@ class Client(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: never
+    cert_sha256: Mapped[str | None] = mapped_column(String(64))  # mTLS at the proxy
 
 
 class PushItem(Base):

@@ -64,6 +64,15 @@ ADMIN_ROLES = ("region-admin", "wijk-coordinator", "org-admin")
 VERSION_KEY = "directory_version"
 
 
+def normalise_fingerprint(value: str) -> str | None:
+    """A SHA-256 fingerprint as 64 lowercase hex digits (colons and case as proxies and
+    openssl print them are accepted); None if it is not one."""
+    hexed = value.replace(":", "").strip().lower()
+    if len(hexed) != 64 or any(c not in "0123456789abcdef" for c in hexed):
+        return None
+    return hexed
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -89,6 +98,9 @@ class ClientRef:
     name: str
     dialect: str
     org: OrgRef
+    # SHA-256 fingerprint (hex) of the client certificate it must present through the
+    # proxy (``http.client_certificate_header``); None: a token is enough.
+    cert_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -804,6 +816,7 @@ class Directory(AuditTrail):
         push_url: str | None = None,
         push_token: str | None = None,
         expires_at: datetime | None = None,
+        cert_sha256: str | None = None,
     ) -> tuple[int, str]:
         """Register an integration client; returns its id and token (shown once).
 
@@ -814,6 +827,12 @@ class Directory(AuditTrail):
             raise WijkbrugError(ErrorCode.VALUE, f"dialect: one of {', '.join(DIALECTS)}")
         if push_url is not None and not push_url.startswith(("http://", "https://")):
             raise WijkbrugError(ErrorCode.VALUE, "push-url: must be an http(s) URL")
+        if cert_sha256 is not None:
+            cert_sha256 = normalise_fingerprint(cert_sha256)
+            if cert_sha256 is None:
+                raise WijkbrugError(
+                    ErrorCode.VALUE, "cert-sha256: the certificate's SHA-256, 64 hex digits"
+                )
         org = self.find_org(org_code)
         token = "wbt_" + secrets.token_urlsafe(32)
         with self.session() as s:
@@ -824,6 +843,7 @@ class Directory(AuditTrail):
                 token_hash=hash_token(token),
                 push_url=push_url,
                 expires_at=expires_at,
+                cert_sha256=cert_sha256,
             )
             s.add(client)
             s.flush()
@@ -899,7 +919,9 @@ class Directory(AuditTrail):
                     f"this token expired on {client.expires_at:%Y-%m-%d}; the region's "
                     "admin can give the client a new one",
                 )
-            return ClientRef(client.id, client.name, client.dialect, org_ref(org))
+            return ClientRef(
+                client.id, client.name, client.dialect, org_ref(org), client.cert_sha256
+            )
 
     # ------------------------------------------------------------------ admins
 

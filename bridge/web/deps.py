@@ -15,7 +15,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from bridge.audit import Access
-from bridge.directory import ClientRef
+from bridge.directory import ClientRef, normalise_fingerprint
 from bridge.errors import ErrorCode, WijkbrugError
 from bridge.service import Bridge
 
@@ -65,10 +65,28 @@ async def current_client(request: Request, bridge: BridgeDep) -> ClientRef:
     client = await asyncio.to_thread(bridge.store.client_for_token, token)
     if client is None:
         raise WijkbrugError(ErrorCode.UNAUTHORIZED, "unknown or revoked token")
+    if client.cert_sha256 is not None:
+        _check_certificate(request, bridge, client.cert_sha256)
     limiter: ClientLimiter | None = request.app.state.limiter
     if limiter is not None:
         limiter.check(client)
     return client
+
+
+def _check_certificate(request: Request, bridge: Bridge, expected: str) -> None:
+    """A client bound to a certificate must come through the proxy with that one."""
+    header = bridge.settings.http.client_certificate_header
+    if header is None:
+        raise WijkbrugError(
+            ErrorCode.UNAUTHORIZED,
+            "this client must present a certificate, and this server takes none "
+            "(http.client_certificate_header is not set)",
+        )
+    sent = normalise_fingerprint(request.headers.get(header, ""))
+    if sent is None or not hmac.compare_digest(sent, expected):
+        raise WijkbrugError(
+            ErrorCode.UNAUTHORIZED, "this token needs its client certificate, and it was not sent"
+        )
 
 
 class ClientLimiter:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from bridge.canonical import CareType
 from bridge.config import generate_config, load_settings
+from bridge.errors import WijkbrugError
 from bridge.service import Bridge
 from bridge.web.app import create_app
 from bridge.web.deps import message_body_limit
@@ -256,3 +257,28 @@ def test_an_expired_token_says_so_and_a_renewed_one_works(
     assert client.get("/fhir/Communication", headers=auth(new)).status_code == 200
     assert client.get("/fhir/Communication", headers=auth(old)).status_code == 401
     assert any(e.action == "admin.client.renew" for e in bridge.store.audit_entries())
+
+
+def test_a_client_bound_to_a_certificate_needs_it_through_the_proxy(tmp_path: Path) -> None:
+    """The header contract of mTLS at the proxy: the proxy verifies the certificate and
+    passes its SHA-256 fingerprint in the configured header (stripping any a client sent);
+    a client registered with a fingerprint is refused without the matching one."""
+    base = load_settings(generate_config(tmp_path))
+    http = base.http.model_copy(update={"client_certificate_header": "X-Client-Cert-SHA256"})
+    settings = base.model_copy(update={"http": http})
+    fingerprint = "AB:" * 31 + "CD"  # as openssl prints it
+    with TestClient(create_app(settings, run_bridge=False)) as client:
+        bridge: Bridge = client.app.state.bridge  # type: ignore[attr-defined]
+        region(bridge.store)
+        _, bound = bridge.store.add_client("01234567", "his", cert_sha256=fingerprint)
+        _, plain = bridge.store.add_client("01234568", "other")
+        with pytest.raises(WijkbrugError):
+            bridge.store.add_client("01234567", "bad", cert_sha256="not-a-fingerprint")
+        cert = {"X-Client-Cert-SHA256": ("ab" * 31 + "cd")}
+        assert client.get("/fhir/Communication", headers=auth(bound) | cert).status_code == 200
+        missing = client.get("/fhir/Communication", headers=auth(bound))
+        assert missing.status_code == 401 and "certificate" in missing.text
+        wrong = {"X-Client-Cert-SHA256": "00" * 32}
+        assert client.get("/fhir/Communication", headers=auth(bound) | wrong).status_code == 401
+        # A client without a fingerprint keeps working with its token alone.
+        assert client.get("/fhir/Communication", headers=auth(plain)).status_code == 200
