@@ -624,6 +624,32 @@ class Store(Directory):
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
+    def queue_stats(self) -> dict[str, float]:
+        """What the work queues hold now, for /metrics (counts and an age; no patient
+        data). From the database, so every bridge process reports the same."""
+        now = utcnow()
+        with self.session() as s:
+
+            def count(model: Any, *where: Any) -> int:
+                return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+            oldest = s.scalar(
+                select(func.min(OutboxItem.created_at)).where(OutboxItem.state == "pending")
+            )
+            return {
+                "outbox_oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0,
+                "outbox_failed": count(OutboxItem, OutboxItem.state == "failed"),
+                "push_depth": count(PushItem, PushItem.state == "pending"),
+                "push_failed": count(PushItem, PushItem.state == "failed"),
+                "inbound_depth": count(InboundEvent, InboundEvent.state == "pending"),
+                "undecryptable": count(
+                    InboundEvent,
+                    InboundEvent.state == "failed",
+                    InboundEvent.last_error == "undecryptable",
+                ),
+                "escalations": count(Escalation),
+            }
+
     def outbox_depth(self) -> int:
         with self.session() as s:
             return (

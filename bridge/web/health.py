@@ -42,4 +42,18 @@ async def metrics(bridge: BridgeDep) -> Response:
     depth.set(await asyncio.to_thread(bridge.store.outbox_depth))
     ready = Gauge("wijkbrug_ready", "1 when connected to the homeserver", registry=registry)
     ready.set(1 if bridge.ready else 0)
+    stats = await asyncio.to_thread(bridge.store.queue_stats)
+    for key, help_text in QUEUE_METRICS.items():
+        Gauge(f"wijkbrug_{key}", help_text, registry=registry).set(stats[key])
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+QUEUE_METRICS = {
+    "outbox_oldest_age_seconds": "Age of the oldest message still waiting for the homeserver",
+    "outbox_failed": "Messages given up on (not delivered to a case room)",
+    "push_depth": "Replies and status updates waiting to be pushed to practice systems",
+    "push_failed": "Pushes to practice systems given up on",
+    "inbound_depth": "Homeserver events waiting to be handled (e.g. for a megolm key)",
+    "undecryptable": "Nurses' messages the bridge could not decrypt (the room was told)",
+    "escalations": "Urgent messages offered to the next provider",
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,6 +158,13 @@ def test_metadata_and_health(api: tuple[TestClient, Bridge, str, str]) -> None:
     assert client.get("/readyz").status_code == 503  # no homeserver in this test
     metrics = client.get("/metrics").text
     assert "wijkbrug_outbox_depth 0.0" in metrics
+    for idle in ("outbox_oldest_age_seconds", "outbox_failed", "push_depth", "undecryptable"):
+        assert f"wijkbrug_{idle} 0.0" in metrics
+    seed(bridge, 1)  # a message waiting for its room
+    waiting = client.get("/metrics").text
+    assert "wijkbrug_outbox_depth 1.0" in waiting
+    age = re.search(r"^wijkbrug_outbox_oldest_age_seconds (\S+)$", waiting, re.MULTILINE)
+    assert age is not None and float(age.group(1)) > 0
 
 
 def test_oversized_body_is_refused(api: tuple[TestClient, Bridge, str, str]) -> None:
