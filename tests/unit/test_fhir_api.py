@@ -151,7 +151,7 @@ def test_unknown_fhir_path_and_method(api: tuple[TestClient, Bridge, str, str]) 
 
 
 def test_metadata_and_health(api: tuple[TestClient, Bridge, str, str]) -> None:
-    client, _, _, _ = api
+    client, bridge, _, _ = api
     meta = client.get("/fhir/metadata")
     assert meta.status_code == 200 and meta.json()["resourceType"] == "CapabilityStatement"
     assert client.get("/healthz").json() == {"status": "ok"}
