@@ -10,13 +10,18 @@ Synapse loads this module (``modules:`` in homeserver.yaml) and asks it before s
     check_event_for_spam(event) --------------|      no  -> NOT_SPAM: not our business
     user_may_publish_room(user, room) --------'      yes -> the pure rules below
                                                             |
-      may this user enter?  bot or ghost namespace -> yes, without asking
+      may this user enter?  server not in allowed_servers (if given) -> no, without asking
+                            bot or ghost namespace -> yes, without asking
                             anyone else -> GET {bridge_url}/_wijkbrug/policy/v1/users/{id}
                                            (Bearer hs_token) -> {"allowed": bool}
                                            cached cache_seconds; no answer -> refused
 
 Rules in a case room (outside case rooms the module does nothing):
 
+- with ``allowed_servers`` (the homeservers of the region's care organisations), nobody
+  from another homeserver is invited or joins, whoever invites and whatever the bridge
+  says; this homeserver (the bot's) is always allowed. Without the list the bridge's
+  directory decides alone: in effect this homeserver and those of the Matrix IDs it knows;
 - only the bot invites, and only someone who may enter: the bot, a ghost, or a Matrix ID
   the bridge knows (a provider team's member, a practitioner);
 - only someone who may enter joins;
@@ -75,6 +80,7 @@ CLOSED_HISTORY = frozenset({"invited", "joined"})
 NOT_INVITER = "only the bridge invites to a case room"
 NOT_REGISTERED = "not a registered member of a care organisation in this region"
 UNCONFIRMED = "the bridge could not confirm who this is; try again later"
+NOT_ALLOWED_SERVER = "this user's homeserver is not allowed in case rooms of this region"
 NOT_OPENER = "only the bridge changes who can read or join a case room"
 NOT_PUBLISHER = "case rooms are not published in the room directory"
 
@@ -93,6 +99,9 @@ class PolicyConfig:
     bot_user_id: str
     ghosts: re.Pattern[str]
     cache_seconds: float = 30.0
+    # The homeservers whose users may enter case rooms (besides the bot's own); None: any
+    # server, the bridge's directory decides.
+    allowed_servers: frozenset[str] | None = None
 
     def is_bridge_user(self, user_id: str) -> bool:
         """The bot or a ghost: the bridge's own users, always allowed in."""
@@ -121,6 +130,7 @@ def parse_policy_config(
         "bot_user_id",
         "namespace_regex",
         "cache_seconds",
+        "allowed_servers",
     }
     if unknown:
         raise ValueError(f"{sorted(unknown)[0]}: unknown key")
@@ -148,10 +158,36 @@ def parse_policy_config(
         raise ValueError("cache_seconds: a number is required")
     if cache_seconds < 0:
         raise ValueError("cache_seconds: must not be negative")
-    return PolicyConfig(bridge_url, token, text("bot_user_id"), ghosts, float(cache_seconds))
+    allowed: frozenset[str] | None = None
+    if "allowed_servers" in raw:
+        servers = raw["allowed_servers"]
+        if not isinstance(servers, list) or not all(
+            isinstance(s, str) and s and not any(c.isspace() for c in s) for s in servers
+        ):
+            raise ValueError("allowed_servers: a list of server names is required")
+        allowed = frozenset(servers)
+    return PolicyConfig(
+        bridge_url, token, text("bot_user_id"), ghosts, float(cache_seconds), allowed
+    )
 
 
 # ---------------------------------------------------------------------- pure rules
+
+
+def server_of(user_id: str) -> str:
+    """The server name of a Matrix ID (``@local:server``, the server may have a port)."""
+    return user_id.partition(":")[2]
+
+
+def server_refusal(
+    user_id: str, allowed_servers: frozenset[str] | None, own_server: str
+) -> str | None:
+    """Why the user's homeserver keeps them out of case rooms, or None when it does not
+    (no list: every server; the homeserver itself is always allowed)."""
+    if allowed_servers is None:
+        return None
+    server = server_of(user_id)
+    return None if server == own_server or server in allowed_servers else NOT_ALLOWED_SERVER
 
 
 def is_case_room(creator: str | None, bot_user_id: str) -> bool:
@@ -311,17 +347,19 @@ class WijkbrugPolicy:
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Verdict:
         if not await self._is_case_room(room_id):
             return refused(None)
-        bot = self._config.bot_user_id
-        # Ask the bridge only when the inviter is the bot: nobody else may invite anyway.
-        may_enter = await self.may_enter(invitee) if inviter == bot else False
-        reason = invite_refusal(inviter, may_enter, bot)
+        reason = self._server_refusal(invitee)
+        if reason is None:
+            bot = self._config.bot_user_id
+            # Ask the bridge only when the inviter is the bot: nobody else may invite anyway.
+            may_enter = await self.may_enter(invitee) if inviter == bot else False
+            reason = invite_refusal(inviter, may_enter, bot)
         self._log_refusal(reason, "invite of %s by %s into %s", invitee, inviter, room_id)
         return refused(reason)
 
     async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Verdict:
         if not await self._is_case_room(room_id):
             return refused(None)
-        reason = join_refusal(await self.may_enter(user_id))
+        reason = self._server_refusal(user_id) or join_refusal(await self.may_enter(user_id))
         self._log_refusal(reason, "join of %s to %s", user_id, room_id)
         return refused(reason)
 
@@ -355,12 +393,19 @@ class WijkbrugPolicy:
         # user_may_* callbacks); leaving, kicks and bans are always allowed.
         membership = content.get("membership")
         bot = self._config.bot_user_id
+        if membership in ("invite", "join", "knock") and (reason := self._server_refusal(target)):
+            return reason
         if membership == "invite":
             may_enter = await self.may_enter(target) if sender == bot else False
             return invite_refusal(sender, may_enter, bot)
         if membership in ("join", "knock"):
             return join_refusal(await self.may_enter(target))
         return None
+
+    def _server_refusal(self, user_id: str) -> str | None:
+        """Refused before anything else, without asking the bridge."""
+        config = self._config
+        return server_refusal(user_id, config.allowed_servers, server_of(config.bot_user_id))
 
     async def may_enter(self, user_id: str) -> bool | None:
         """The bot, a ghost, or a user the bridge says is registered (cached); None when
