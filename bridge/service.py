@@ -542,7 +542,21 @@ class Bridge:
             appservice.sender_localpart,
         ) or localpart.startswith(appservice.ghost_prefix)
 
+    def _server_allowed(self, user_id: str) -> bool:
+        """Whether a user's homeserver may take part (``homeserver.allowed_servers``; no
+        list: every server, and the directory decides who)."""
+        allowed = self.settings.homeserver.allowed_servers
+        if allowed is None:
+            return True
+        server = user_id.partition(":")[2]
+        return server == self.settings.homeserver.server_name or server in allowed
+
     async def _handle_event(self, ev: PendingEvent) -> None:
+        if not self._server_allowed(ev.sender):
+            # Someone of a server the region does not allow: not a party to any case.
+            log.info("event %s from a server that is not allowed; ignored", ev.event_id)
+            await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
+            return
         if ev.type == "m.room.member":
             content = ev.event.get("content") or {}
             if (
