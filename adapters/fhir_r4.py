@@ -46,6 +46,7 @@ from bridge.canonical import (
     Party,
     Patient,
     Priority,
+    ProviderReply,
     Reply,
 )
 from bridge.errors import ErrorCode, Issue, WijkbrugError
@@ -136,6 +137,70 @@ def parse_communication(body: bytes, content_type: str) -> CaseMessage:
         return read_bundle(resource, issues)
     _require_communication(resource)
     return read_communication(resource, issues)
+
+
+def parse_provider_reply(body: bytes, content_type: str) -> ProviderReply:
+    """An ECD's reply (R4 JSON or XML): a Communication with ``inResponseTo`` naming the
+    practice's message (``Communication/{id}`` as Wijkbrug gave it), the nurse as
+    ``sender`` (a contained Practitioner with a name, or a ``display``), the text in
+    ``payload[0].contentString`` and files after it. Patient and care type are the case's."""
+    if media_format(content_type) == "xml":
+        resource, issues = fhirmodel.load_xml(body)
+    else:
+        resource, issues = fhirmodel.load_json(body), []
+    _require_communication(resource)
+    structural = issues + fhirmodel.check(resource)
+    found: list[Issue] = []
+    refs = _References(_contained(resource, "Communication", found), None)
+    identifier = _identifier(resource, found)
+    answered = _answered(resource, found)
+    nurse = _nurse(resource, refs, found)
+    text = _text_payload(resource, found)
+    attachments = _attachments(resource, found)
+    problems = _merge(structural, found)
+    if problems or not (identifier and answered and nurse and text):
+        raise WijkbrugError.from_issues(problems or [Issue(ErrorCode.INVALID, "invalid")])
+    return ProviderReply(identifier, answered, nurse, text, attachments)
+
+
+def _answered(resource: JsonObject, issues: list[Issue]) -> str | None:
+    refs = [_str(r.get("reference")) for _, r in _items(resource.get("inResponseTo"))]
+    if len(refs) != 1 or refs[0] is None or not refs[0].startswith("Communication/"):
+        issues.append(
+            Issue(
+                ErrorCode.REQUIRED,
+                "a reply names the message it answers: inResponseTo = Communication/{id}",
+                "Communication.inResponseTo",
+            )
+        )
+        return None
+    return refs[0].removeprefix("Communication/").split("/_history")[0]
+
+
+def _nurse(resource: JsonObject, refs: _References, issues: list[Issue]) -> Party | None:
+    path = "Communication.sender"
+    sender = _obj(resource.get("sender"))
+    target = refs.find(_str(sender.get("reference"))) if sender else None
+    if target is not None and _type_of(target) == "Practitioner":
+        name = _human_name(target.resource.get("name"))
+        others = tuple(
+            Identifier(system, value)
+            for system, value, _ in _identifiers(target.resource, target.path)
+            if value
+        )
+        agb = next((i.value for i in others if i.system == AGB_SYSTEM), None)
+        if name:
+            return Party(name=name, agb=agb, identifiers=others)
+    elif sender is not None and (display := _str(sender.get("display"))):
+        return Party(name=display)
+    issues.append(
+        Issue(
+            ErrorCode.REQUIRED,
+            "the nurse who answers: a contained Practitioner with a name, or a display",
+            path,
+        )
+    )
+    return None
 
 
 def _require_communication(resource: JsonObject) -> None:

@@ -131,3 +131,14 @@ class Reply:
     patient: Patient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProviderReply:
+    """A nurse's answer written in her care record system (ECD) and posted by it."""
+
+    identifier: Identifier  # the ECD's own; idempotency key
+    in_response_to: str  # Wijkbrug's id of the practice's message it answers
+    sender: Party  # the nurse (her organisation is the client's)
+    text: str
+    attachments: tuple[Attachment, ...] = ()

@@ -199,6 +199,8 @@ class Bridge:
         (blocking; call in a thread). An EDIFACT interchange may carry several; if any of
         them cannot be routed, none is stored. Returns each stored message and whether it
         is new (False: a re-post of an identifier we have)."""
+        if client.org.kind == "provider":
+            return [self.accept_provider_reply(client, body, content_type, access)]
         if client.org.kind != "practice":
             raise WijkbrugError(
                 ErrorCode.FORBIDDEN, "only a practice's client can start or continue a case"
@@ -234,6 +236,44 @@ class Bridge:
             else self._store_new(client, msg, decision, access)
             for msg, existing, decision in plans
         ]
+
+    def accept_provider_reply(
+        self, client: ClientRef, body: bytes, content_type: str, access: Access
+    ) -> tuple[StoredCommunication, bool]:
+        """A nurse's answer from her care record system (ECD): stored for the case room
+        (sent by her ghost) and for the practice (blocking; call in a thread)."""
+        if client.dialect != fhir_r4.NAME:
+            raise WijkbrugError(
+                ErrorCode.NOT_SUPPORTED,
+                f"a provider's system answers in {fhir_r4.NAME}; this client speaks "
+                f"{client.dialect}",
+            )
+        answer = fhir_r4.parse_provider_reply(body, content_type)
+        policy = self.settings.files
+        refused = [
+            Issue(ErrorCode.VALUE, why, att.where)
+            for att in answer.attachments
+            if (why := files.problem(policy, att.content_type, att.data))
+        ]
+        if refused:
+            raise WijkbrugError.from_issues(refused)
+        answer = replace(
+            answer,
+            attachments=tuple(replace(a, id=str(uuid.uuid4())) for a in answer.attachments),
+        )
+        files_base = self.settings.public_url + "/fhir"
+
+        def render(comm_id: str, reply: Reply, now: datetime) -> dict[str, Any]:
+            resource = fhir_r4.render_reply(reply, last_updated=now, files_base=files_base)
+            resource["status"] = "in-progress"  # completed once it is in the room
+            return resource
+
+        shard = self._ghost_shard(answer.sender)
+        stored, created = self.store.accept_provider_reply(client, answer, render, access, shard)
+        if created:
+            log.info("accepted a reply %s from client %s", stored.id, client.id)
+            self._push_wake.set()
+        return stored, created
 
     def _with_files(self, msg: CaseMessage) -> CaseMessage:
         """Check a message's files against the region's policy (refusing the message, with
@@ -329,23 +369,31 @@ class Bridge:
     async def _deliver(self, item: OutboxWork) -> None:
         delivery = self.settings.delivery
         try:
-            chat_user = item.message.sender.matrix_id
-            # A case started from chat is posted by the bot; the GP herself is invited.
-            sender = self.bot if chat_user else await self._ghost_for(item.message.sender)
-            room_id, team = await self._prepare_room(item, sender.user_id, chat_user)
-            first = not item.case.context_sent
-            content = cases.message_content(
-                item.message, item.case.number, item.communication_id, first=first
-            )
-            if chat_user:
-                content["body"] = f"{item.message.sender.name} schrijft:\n" + content["body"]
+            if item.reply is not None:  # a nurse's answer from her ECD, by her ghost
+                sender = await self._ghost_for(item.reply.sender)
+                room_id, team = await self._prepare_room(item, sender.user_id)
+                content: dict[str, Any] = {"msgtype": "m.text", "body": item.reply.text}
+                attachments = item.reply.attachments
+            else:
+                assert item.message is not None
+                chat_user = item.message.sender.matrix_id
+                # A case started from chat is posted by the bot; the GP herself is invited.
+                sender = self.bot if chat_user else await self._ghost_for(item.message.sender)
+                room_id, team = await self._prepare_room(item, sender.user_id, chat_user)
+                first = not item.case.context_sent
+                content = cases.message_content(
+                    item.message, item.case.number, item.communication_id, first=first
+                )
+                if chat_user:
+                    content["body"] = f"{item.message.sender.name} schrijft:\n" + content["body"]
+                attachments = item.message.attachments
             event_id = await sender.send(
                 room_id,
                 content,
                 txn_id=f"wijkbrug-out-{item.item_id}",
                 expect_members=team,
             )
-            for number, att in enumerate(item.message.attachments):
+            for number, att in enumerate(attachments):
                 await self._send_file(sender, room_id, att, f"wijkbrug-out-{item.item_id}-{number}")
         except MatrixError as exc:
             attempts = item.attempts + 1
@@ -368,7 +416,7 @@ class Bridge:
             await asyncio.to_thread(
                 self.store.outbox_retry, item.item_id, str(exc), delay, give_up=give_up
             )
-            if give_up and item.message.reply_room:
+            if give_up and item.message is not None and item.message.reply_room:
                 # A practice system sees `not-done`; a GP in chat is told where she asked.
                 await self._say(
                     item.message.reply_room,
@@ -394,7 +442,10 @@ class Bridge:
         process, so its E2EE device lives in one place only."""
         if msg.sender.matrix_id:
             return 0
-        return 1 + zlib.crc32(self._ghost_localpart(msg.sender).encode()) % 65521
+        return self._ghost_shard(msg.sender)
+
+    def _ghost_shard(self, sender: Party) -> int:
+        return 1 + zlib.crc32(self._ghost_localpart(sender).encode()) % 65521
 
     def _ghost_localpart(self, sender: Party) -> str:
         prefix = self.settings.appservice.ghost_prefix

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -23,7 +23,15 @@ from sqlalchemy.orm import Session
 
 from bridge import cases, dialects
 from bridge.audit import SYSTEM, Access
-from bridge.canonical import Attachment, CareType, CaseMessage, Identifier, Patient, Reply
+from bridge.canonical import (
+    Attachment,
+    CareType,
+    CaseMessage,
+    Identifier,
+    Patient,
+    ProviderReply,
+    Reply,
+)
 from bridge.db import (
     AppserviceTransaction,
     Case,
@@ -42,7 +50,7 @@ from bridge.db import (
     utcnow,
 )
 from bridge.directory import ClientRef, Directory, OrgRef, org_ref
-from bridge.errors import ErrorCode, WijkbrugError
+from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.routing import Decision
 from bridge.secretbox import SecretBox
 
@@ -78,8 +86,9 @@ class OutboxWork:
     attempts: int
     communication_id: str
     case: CaseRef
-    message: CaseMessage
+    message: CaseMessage | None  # a practice's message for the provider's team, or ...
     members: tuple[str, ...]
+    reply: Reply | None = None  # ... a nurse's answer from her ECD, for the room
 
 
 @dataclass(frozen=True)
@@ -524,9 +533,9 @@ class Store(Directory):
                 comm = s.get(Communication, item.communication_id)
                 case = s.get(Case, item.case_id)
                 assert comm is not None and case is not None
-                msg = cases.message_from_dict(
-                    self.box.open_json(comm.message_enc, f"communications:message:{comm.id}")
-                )
+                stored = self.box.open_json(comm.message_enc, f"communications:message:{comm.id}")
+                answer = cases.reply_from_dict(stored) if comm.direction == "to-practice" else None
+                msg = None if answer else cases.message_from_dict(stored)
                 members = s.scalars(
                     select(TeamMember.matrix_id)
                     .where(TeamMember.team_id == case.team_id)
@@ -540,6 +549,7 @@ class Store(Directory):
                         self._case_ref(s, case),
                         msg,
                         tuple(members),
+                        answer,
                     )
                 )
             return work
@@ -733,6 +743,101 @@ class Store(Directory):
             ev.last_error = error[:500]
             ev.next_attempt_at = utcnow() + timedelta(seconds=delay)
 
+    def accept_provider_reply(
+        self,
+        client: ClientRef,
+        answer: ProviderReply,
+        render: Any,
+        access: Access,
+        shard: int,
+    ) -> tuple[StoredCommunication, bool]:
+        """Store a nurse's answer that her care record system (ECD) posted: for the case
+        room (an outbox row, sent by her ghost) and for the practice (pushed where it
+        pushes). ``render(comm_id, reply, now)`` builds the FHIR resource. Returns the
+        stored answer and whether it is new (False: a re-post of the ECD's identifier)."""
+        existing = self.find_by_identifier(client.org.id, answer.identifier, access)
+        if existing is not None:
+            return existing, False
+        now = utcnow()
+        with self.session() as s:
+            original = s.get(Communication, answer.in_response_to)
+            if original is None or original.provider_id != client.org.id:
+                raise WijkbrugError(
+                    ErrorCode.NOT_FOUND,
+                    "inResponseTo: no message of a case of this provider has this id",
+                    [
+                        Issue(
+                            ErrorCode.NOT_FOUND,
+                            "no message of a case of this provider has this id",
+                            "Communication.inResponseTo",
+                        )
+                    ],
+                )
+            case = s.get(Case, original.case_id)
+            assert case is not None
+            if case.status != "open":
+                raise WijkbrugError(
+                    ErrorCode.CONFLICT,
+                    f"case {case.number} is closed; a new message of the practice opens a new one",
+                )
+            asked = cases.message_from_dict(
+                self.box.open_json(original.message_enc, f"communications:message:{original.id}")
+            )
+            comm_id = str(uuid.uuid4())
+            org = s.get(Organisation, client.org.id)
+            assert org is not None
+            reply = Reply(
+                id=comm_id,
+                in_response_to=original.id,
+                case_number=case.number or "",
+                care_type=CareType(case.care_type),
+                sender=replace(
+                    answer.sender,
+                    organisation_name=org.name,
+                    organisation_ura=org.ura,
+                    organisation_agb=org.agb,
+                ),
+                text=answer.text,
+                sent=now,
+                patient=asked.patient,
+                attachments=answer.attachments,
+            )
+            resource = render(comm_id, reply, now)
+            comm = Communication(
+                id=comm_id,
+                case_id=case.id,
+                direction="to-practice",
+                author_org_id=client.org.id,
+                client_id=client.id,
+                practice_id=case.practice_id,
+                provider_id=case.provider_id,
+                identifier_system=answer.identifier.system,
+                identifier_value=answer.identifier.value,
+                status=resource.get("status", "in-progress"),
+                resource_enc=self._seal_resource(comm_id, resource),
+                message_enc=self.box.seal_json(
+                    cases.reply_to_dict(reply), f"communications:message:{comm_id}"
+                ),
+                in_response_to=original.id,
+                created_at=now,
+                last_updated=now,
+            )
+            s.add(comm)
+            s.flush()
+            self._store_files(s, comm_id, answer.attachments)
+            s.add(
+                OutboxItem(
+                    communication_id=comm_id, case_id=case.id, shard=shard, next_attempt_at=now
+                )
+            )
+            case_ref = self._case_ref(s, case)
+            for client_id in self._push_targets(s, case_ref, original):
+                s.add(PushItem(client_id=client_id, communication_id=comm_id, next_attempt_at=now))
+            self._audit(
+                s, access, "reply.create", patient=case.patient_key, obj=f"Communication/{comm_id}"
+            )
+            return self._stored(comm), True
+
     def add_reply(
         self,
         case: CaseRef,
@@ -805,7 +910,7 @@ class Store(Directory):
     def _queue_status(self, s: Session, comm: Communication) -> None:
         """Push the new status of a practice's own message to the practice system that
         sent it, if that one has a push endpoint and its dialect carries status."""
-        if comm.direction != "to-provider" or comm.client_id is None:
+        if comm.client_id is None:  # from chat: no practice or ECD system to tell
             return
         client = s.get(Client, comm.client_id)
         if (

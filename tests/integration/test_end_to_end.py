@@ -407,3 +407,88 @@ async def test_files_travel_encrypted_both_ways_and_refusals_are_explained(
     for path in (p for p in site.bridge.data_dir.rglob("*") if p.is_file()):
         raw = path.read_bytes()
         assert b"WONDFOTO-MARKER" not in raw and b"BRIEF-MARKER" not in raw, path.name
+
+
+def ecd_reply(answered: str, identifier: str, text: str) -> dict[str, Any]:
+    """A nurse's answer as her care record system (ECD) posts it."""
+    return {
+        "resourceType": "Communication",
+        "contained": [
+            {
+                "resourceType": "Practitioner",
+                "id": "nurse",
+                "identifier": [
+                    {"system": "http://fhir.nl/fhir/NamingSystem/big", "value": "49012345601"}
+                ],
+                "name": [{"text": "Fatima El Amrani"}],
+            }
+        ],
+        "identifier": [{"system": "urn:oid:2.16.528.1.1007.3.3.12345678.7", "value": identifier}],
+        "status": "completed",
+        "inResponseTo": [{"reference": f"Communication/{answered}"}],
+        "sender": {"reference": "#nurse"},
+        "payload": [{"contentString": text}],
+    }
+
+
+async def test_a_nurse_answers_from_her_care_record_system(site: Site, nurse: JsClient) -> None:
+    """Mixed case: the practice's system posts, the nurse reads in her chat client, and
+    her answer is written in the provider's ECD, which posts it: it appears in the case
+    room (from her own ghost) and reaches the practice as a reply."""
+    ecd = site.bridge.cli("client", "add", "--org", "12345678", "--name", "ecd").stdout
+    ecd_token = ecd.strip().splitlines()[-1]
+    async with httpx.AsyncClient(base_url=site.bridge.url, timeout=30) as http:
+        posted = await http.post(
+            "/fhir/Communication",
+            content=json.dumps(communication("e2e-ecd-1", text="Vraag voor het ECD")),
+            headers=fhir_headers(site.practice_token),
+        )
+        assert posted.status_code == 201, posted.text
+        asked = posted.json()["id"]
+        seen = await nurse.wait_for("message", lambda e: "Vraag voor het ECD" in e["body"])
+        # The ECD finds the practice's message among its organisation's messages.
+        inbox = await http.get(
+            "/fhir/Communication", params={"_count": "100"}, headers=fhir_headers(ecd_token)
+        )
+        assert asked in {e["resource"]["id"] for e in inbox.json()["entry"]}
+
+        text = "Vanmiddag om 15:00 langs. Groet, Fatima"
+        answer = ecd_reply(asked, "ecd-answer-1", text)
+        created = await http.post(
+            "/fhir/Communication", content=json.dumps(answer), headers=fhir_headers(ecd_token)
+        )
+        assert created.status_code == 201, created.text
+        again = await http.post(
+            "/fhir/Communication", content=json.dumps(answer), headers=fhir_headers(ecd_token)
+        )
+        assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
+
+        # In the room, from her ghost, encrypted, once.
+        shown = await nurse.wait_for(
+            "message", lambda e: e["roomId"] == seen["roomId"] and e["body"] == text, timeout=60
+        )
+        assert shown["encrypted"] is True and shown["sender"].startswith("@wijkbrug_h_")
+        # At the practice, as the answer to its message.
+        reply: dict[str, Any] | None = None
+        for _ in range(60):
+            found = await http.get(
+                f"/fhir/Communication/{created.json()['id']}",
+                headers=fhir_headers(site.practice_token),
+            )
+            if found.status_code == 200 and found.json()["status"] == "completed":
+                reply = found.json()
+                break
+            await asyncio.sleep(0.5)
+        assert reply is not None
+        assert reply["inResponseTo"] == [{"reference": f"Communication/{asked}"}]
+        assert reply["payload"][0]["contentString"] == text
+        assert "Fatima El Amrani" in json.dumps(reply["contained"])
+        assert sum(e.get("body") == text for e in nurse.events if e["event"] == "message") == 1
+
+        # An answer to a message this provider never had is refused where it is wrong.
+        stray = ecd_reply("00000000-0000-4000-8000-000000000000", "ecd-stray", "x")
+        refused = await http.post(
+            "/fhir/Communication", content=json.dumps(stray), headers=fhir_headers(ecd_token)
+        )
+        assert refused.status_code == 404
+        assert refused.json()["issue"][0]["expression"] == ["Communication.inResponseTo"]

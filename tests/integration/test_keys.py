@@ -129,7 +129,7 @@ def read_everything(store: Store, ids: list[str]) -> None:
     (event,) = store.due_events()
     assert event.event["content"]["body"] == "Ik ga er vanmiddag langs"
     (work,) = store.claim_outbox(lease=0)  # the case's first message; the rest wait for it
-    assert work.message.text == "Wondcontrole 0"
+    assert work.message is not None and work.message.text == "Wondcontrole 0"
     with store.session() as s:
         ((client_id, sealed),) = s.execute(
             text("SELECT id, push_token_enc FROM clients WHERE push_token_enc IS NOT NULL")

@@ -77,7 +77,7 @@ def test_outbox_claims_in_case_order_and_retries(store: Store) -> None:
     work = store.claim_outbox()
     assert len(work) == 1  # the second waits for the first of the same case
     item = work[0]
-    assert item.message.text == "Wondcontrole na ontslag"
+    assert item.message is not None and item.message.text == "Wondcontrole na ontslag"
     assert item.members == ("@nurse1:localhost", "@nurse2:localhost")
     assert store.claim_outbox() == []  # leased
     store.outbox_retry(item.item_id, "homeserver down", 0, give_up=False)
