@@ -41,6 +41,12 @@ CASE_HELP = (
     "aanbieder), !sluit (casus afsluiten), !help.\n"
     "(English: !status, !route, !sluit = close the case, !help.)"
 )
+NOT_PERMITTED = (
+    "U kunt vanuit de chat geen casus starten: de regio heeft dat voor uw account of "
+    "server niet aangezet. Vraag uw regio-coördinator. "
+    "(Starting cases from chat is not enabled for your account or server.)"
+)
+
 REFUSAL = (
     "Sorry, u staat niet in het regionale adresboek van Wijkbrug, dus ik kan geen casus voor u "
     "starten. Vraag uw regio-coördinator om u toe te voegen. "

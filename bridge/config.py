@@ -178,6 +178,9 @@ class WorkersSection(_Section):
         return self.index == 0
 
 
+PERMISSION_LEVELS = ("none", "user", "start")
+
+
 class Settings(_Section):
     data_dir: str = DEFAULT_DATA_DIR
     homeserver: HomeserverSection = HomeserverSection()
@@ -190,6 +193,28 @@ class Settings(_Section):
     files: FilesSection = FilesSection()
     workers: WorkersSection = WorkersSection()
     retention: RetentionSection = RetentionSection()
+    # Who may do what in chat, by Matrix ID, homeserver, or "*" (the most specific key
+    # wins), like the mautrix bridges' permissions: "none" (the bot ignores them),
+    # "user" (room commands, answers), "start" (also start cases from chat; a GP must
+    # also be in the directory). The directory and allowed_servers still apply.
+    permissions: dict[str, str] = {"*": "start"}
+
+    @model_validator(mode="after")
+    def _permissions(self) -> Settings:
+        for key, level in self.permissions.items():
+            if level not in PERMISSION_LEVELS:
+                raise ValueError(
+                    f"permissions[{key}]: one of {', '.join(PERMISSION_LEVELS)}, not {level}"
+                )
+        return self
+
+    def permission(self, user_id: str) -> str:
+        """The chat permission level of a Matrix user (see ``permissions``)."""
+        server = user_id.partition(":")[2]
+        for key in (user_id, server, "*"):
+            if key in self.permissions:
+                return self.permissions[key]
+        return "none"
 
     @model_validator(mode="after")
     def _shared_database(self) -> Settings:

@@ -603,9 +603,12 @@ class Bridge:
         return server == self.settings.homeserver.server_name or server in allowed
 
     async def _handle_event(self, ev: PendingEvent) -> None:
-        if not self._server_allowed(ev.sender):
-            # Someone of a server the region does not allow: not a party to any case.
-            log.info("event %s from a server that is not allowed; ignored", ev.event_id)
+        if not self._server_allowed(ev.sender) or (
+            not self._is_ours(ev.sender) and self.settings.permission(ev.sender) == "none"
+        ):
+            # Someone of a server the region does not allow, or whom the permissions
+            # leave out: not a party to any case.
+            log.info("event %s from someone not permitted; ignored", ev.event_id)
             await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
             return
         if ev.type == "m.room.member":
@@ -1031,6 +1034,9 @@ class Bridge:
         text = body.strip()
         if not text.startswith("!nieuw"):
             await self._say(ev.room_id, chat.DM_HELP, txn)
+            return
+        if self.settings.permission(ev.sender) != "start":
+            await self._say(ev.room_id, chat.NOT_PERMITTED, txn)
             return
         try:
             new = chat.parse_new_case(text)
