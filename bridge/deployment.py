@@ -180,6 +180,34 @@ class SynapseSite:
     secrets_dir: str | None = None
     media_store: str | None = None
     retention_days: int = DEFAULT_RETENTION_DAYS
+    # Below: for a site that differs from the standard layout, e.g. the scaled-out test
+    # (tests/integration/test_scaled_topology.py) on free ports of one machine. They have
+    # no command-line options: the ``Regenerate:`` line of such a site leaves them out.
+    # The processes with their ports (the same names as PROCESSES, other ports).
+    processes: tuple[SynapseProcess, ...] = PROCESSES
+    # Synapse's PostgreSQL (default host by layout: the socket on one host, else the
+    # ``synapse-db`` service; default port libpq's).
+    database_host: str | None = None
+    database_port: int | None = None
+    database_user: str = "synapse"
+    database_name: str = "synapse"
+    # Redis (default host by layout); ``redis_password``: read from the redis_password
+    # secret, or no password at all.
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_dbid: int | None = None
+    redis_password: bool = True
+
+    def process(self, standard: SynapseProcess) -> SynapseProcess:
+        """This site's process of the same name as ``standard`` (e.g. :data:`MAIN`)."""
+        for process in self.processes:
+            if process.name == standard.name:
+                return process
+        raise KeyError(f"site has no Synapse process {standard.name!r}")
+
+    @property
+    def workers(self) -> tuple[SynapseProcess, ...]:
+        return tuple(p for p in self.processes if not p.is_main)
 
     @property
     def baseurl(self) -> str:
@@ -306,22 +334,24 @@ def _metrics(process: SynapseProcess, site: SynapseSite) -> dict[str, Any]:
 def homeserver_base(site: SynapseSite) -> dict[str, Any]:
     """A new site's homeserver.yaml: PostgreSQL, listeners for the proxy and replication,
     metrics, secrets from files. An existing homeserver keeps its own."""
-    assert MAIN.http_port is not None and MAIN.replication_port is not None
+    main = site.process(MAIN)
+    assert main.http_port is not None and main.replication_port is not None
     database: dict[str, Any] = {
-        "user": "synapse",
-        "dbname": "synapse",
-        "host": "/var/run/postgresql" if site.single_host else "synapse-db",
-        "cp_min": 5,
-        "cp_max": 10,
+        "user": site.database_user,
+        "dbname": site.database_name,
+        "host": site.database_host or ("/var/run/postgresql" if site.single_host else "synapse-db"),
     }
+    if site.database_port is not None:
+        database["port"] = site.database_port
+    database |= {"cp_min": 5, "cp_max": 10}
     return {
         "server_name": site.server_name,
         "public_baseurl": site.baseurl,
         "report_stats": False,
         "listeners": [
-            _listener(MAIN.http_port, MAIN.http_resources, site),
-            _listener(MAIN.replication_port, ("replication",), site),
-            _metrics(MAIN, site),
+            _listener(main.http_port, main.http_resources, site),
+            _listener(main.replication_port, ("replication",), site),
+            _metrics(main, site),
         ],
         "enable_metrics": True,
         "database": {"name": "psycopg2", "args": database},
@@ -349,16 +379,20 @@ def workers_shared(site: SynapseSite) -> dict[str, Any]:
     appservices, and where the replication listeners are."""
     instance_map = {
         ("main" if p.is_main else p.name): {"host": site.host(p), "port": p.replication_port}
-        for p in PROCESSES
+        for p in site.processes
         if p.replication_port is not None
     }
+    redis: dict[str, Any] = {
+        "enabled": True,
+        "host": site.redis_host or ("127.0.0.1" if site.single_host else "redis"),
+        "port": site.redis_port,
+    }
+    if site.redis_dbid is not None:
+        redis["dbid"] = site.redis_dbid
+    if site.redis_password:
+        redis["password_path"] = site.secret("redis_password")
     return {
-        "redis": {
-            "enabled": True,
-            "host": "127.0.0.1" if site.single_host else "redis",
-            "port": 6379,
-            "password_path": site.secret("redis_password"),
-        },
+        "redis": redis,
         "worker_replication_secret_path": site.secret("synapse_worker_replication_secret"),
         "instance_map": instance_map,
         "stream_writers": {"events": [EVENT_PERSISTER.name]},
@@ -462,7 +496,7 @@ def synapse_fragments(settings: Settings, site: SynapseSite) -> dict[str, str]:
             example_registration(settings),
         ),
     }
-    for process in WORKERS:
+    for process in site.workers:
         files[worker_file(process)] = (
             [f"Worker {process.name}; start: python {' '.join(site.command(process))}"],
             worker_config(process, site),
@@ -485,9 +519,9 @@ def _readme(site: SynapseSite) -> str:
             if port is not None
         )
         + " |"
-        for p in PROCESSES
+        for p in site.processes
     )
-    starts = "\n".join(f"python {' '.join(site.command(p))}" for p in PROCESSES)
+    starts = "\n".join(f"python {' '.join(site.command(p))}" for p in site.processes)
     paths = "\n".join(GENERIC_WORKER_PATHS)
     return f"""# Synapse configuration for Wijkbrug ({site.server_name})
 
