@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from adapters import fhir_r4, fhir_stu3
-from bridge import conformance, files
+from bridge import conformance, fhirmodel, files
 from bridge.canonical import Identifier
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.identifiers import normalise_system
@@ -236,3 +237,81 @@ STU3 = Flavour(
 )
 router = communication_router(R4)
 stu3_router = communication_router(STU3)
+
+
+@router.post("/$process-message")
+async def process_message(request: Request, client: CurrentClient, bridge: BridgeDep) -> Response:
+    """FHIR messaging (``$process-message``, synchronous): a ``message`` Bundle whose
+    MessageHeader focuses the Communication; the answer is a ``message`` Bundle with a
+    MessageHeader whose ``response`` names the request's header, and the Communication as
+    stored. A re-sent message (same Communication identifier) gets the same answer."""
+    content_type = request.headers.get("content-type", FHIR_JSON)
+    body = await read_body(request, message_body_limit(bridge))
+    if client.dialect != fhir_r4.NAME:
+        raise WijkbrugError(
+            ErrorCode.INVALID,
+            f"this token's client speaks {client.dialect}; $process-message takes FHIR R4",
+        )
+    request_header = _message_header_id(body, content_type)
+    ((stored, created),) = await asyncio.to_thread(
+        bridge.accept, client, body, content_type, access_of(client, request)
+    )
+    if created:
+        bridge.wake()
+    base = bridge.settings.public_url + "/fhir"
+    header_id = str(uuid.uuid4())
+    answer = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "message",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{header_id}",
+                "resource": {
+                    "resourceType": "MessageHeader",
+                    "id": header_id,
+                    "eventCoding": {
+                        "system": "https://wijkbrug.nl/fhir/CodeSystem/message-event",
+                        "code": "case-message",
+                    },
+                    "source": {"endpoint": base},
+                    "response": {"identifier": request_header, "code": "ok"},
+                    "focus": [{"reference": f"Communication/{stored.id}"}],
+                },
+            },
+            {"fullUrl": f"{base}/Communication/{stored.id}", "resource": stored.resource},
+        ],
+    }
+    return fhir_response(answer, 200)
+
+
+def _message_header_id(body: bytes, content_type: str) -> str:
+    """The id of the request's MessageHeader (the first entry of a message Bundle);
+    anything else is refused here, before the Communication's own checks."""
+    if fhir_r4.media_format(content_type) == "xml":
+        bundle, _ = fhirmodel.load_xml(body)
+    else:
+        bundle = fhirmodel.load_json(body)
+    entries = bundle.get("entry") if bundle.get("resourceType") == "Bundle" else None
+    entry = entries[0] if isinstance(entries, list) and entries else None
+    first = entry.get("resource") if isinstance(entry, dict) else None
+    if bundle.get("type") != "message" or not isinstance(first, dict):
+        raise WijkbrugError(
+            ErrorCode.INVALID,
+            "$process-message takes a Bundle of type message, its MessageHeader first",
+            [Issue(ErrorCode.INVALID, "expected a message Bundle", "Bundle.type")],
+        )
+    header = None
+    if first.get("resourceType") == "MessageHeader":
+        # Its id, or the id in its fullUrl (urn:uuid:..., or .../MessageHeader/id).
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        tail = full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1] if isinstance(full_url, str) else None
+        header = first.get("id") or tail
+    if not isinstance(header, str) or not header:
+        raise WijkbrugError(
+            ErrorCode.REQUIRED,
+            "the message's first entry is its MessageHeader, with an id or fullUrl",
+            [Issue(ErrorCode.REQUIRED, "MessageHeader with an id", "Bundle.entry[0].resource")],
+        )
+    return header

@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle as R4Bundle
 from lxml import etree  # type: ignore[import-untyped]
 
 from adapters import fhir_r4
 from bridge import fhirmodel
 from bridge.canonical import CareType, CaseMessage, Party, Patient, Priority
+from bridge.config import generate_config, load_settings
 from bridge.errors import ErrorCode, Issue, WijkbrugError, operation_outcome
 from bridge.identifiers import AGB_SYSTEM, URA_SYSTEM
+from bridge.service import Bridge
+from bridge.web.app import create_app
+from tests.support.examples import region
 from tests.support.issues import only, rejected
 
 REPO = Path(__file__).resolve().parents[2]
@@ -789,3 +795,36 @@ def test_junk_anywhere_in_a_bundle_is_an_issue_never_a_crash() -> None:
                 assert error.all_issues() and all(i.expression for i in error.all_issues())
             else:
                 assert fhirmodel.check(msg.resource) == []
+
+
+def test_process_message_answers_with_a_response_message(tmp_path: Path) -> None:
+    """FHIR messaging at ``[base]/$process-message``: the answer names the request's
+    MessageHeader and carries the Communication as stored; a re-sent message gets the same
+    Communication; anything but a message Bundle is refused with where."""
+    settings = load_settings(generate_config(tmp_path))
+    with TestClient(create_app(settings, run_bridge=False)) as client:
+        bridge: Bridge = client.app.state.bridge  # type: ignore[attr-defined]
+        region(bridge.store)
+        bridge.store.add_route(CareType.WONDZORG, 1011, 1019, "12345678")  # Nictiz's 1012 NX
+        _, token = bridge.store.add_client("01234567", "his")
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+        entries = parts()
+        entries["Communication"][1].pop("recipient")  # to the preferred provider
+        message = json.dumps(bundle("message", entries))
+        first = client.post("/fhir/$process-message", content=message, headers=headers)
+        assert first.status_code == 200, first.text
+        answer = first.json()
+        assert answer["resourceType"] == "Bundle" and answer["type"] == "message"
+        header, communication_entry = (e["resource"] for e in answer["entry"])
+        assert header["resourceType"] == "MessageHeader"
+        assert header["response"] == {"identifier": HEADER_URL.rsplit(":", 1)[-1], "code": "ok"}
+        stored = communication_entry["id"]
+        assert header["focus"] == [{"reference": f"Communication/{stored}"}]
+        R4Bundle.model_validate(answer)  # a valid R4 message Bundle
+        again = client.post("/fhir/$process-message", content=message, headers=headers)
+        assert again.json()["entry"][1]["resource"]["id"] == stored
+        wrong = client.post(
+            "/fhir/$process-message", content=json.dumps(bundle("transaction")), headers=headers
+        )
+        assert wrong.status_code == 400
+        assert wrong.json()["issue"][0]["expression"] == ["Bundle.type"]
