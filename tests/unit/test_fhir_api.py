@@ -135,11 +135,25 @@ def test_authentication_errors(api: tuple[TestClient, Bridge, str, str]) -> None
         assert resp.json()["issue"][0]["code"] == "login"
 
 
-def test_provider_token_cannot_post(api: tuple[TestClient, Bridge, str, str]) -> None:
+def test_a_provider_token_answers_but_cannot_start_a_case(
+    api: tuple[TestClient, Bridge, str, str],
+) -> None:
+    """A provider's ECD posts answers (inResponseTo a practice's message); a message that
+    would start a case is refused, saying what an answer needs."""
     client, bridge, _, _ = api
     _, provider_token = bridge.store.add_client("12345678", "ecd")
-    resp = client.post("/fhir/Communication", content=b"{}", headers=auth(provider_token))
-    assert resp.status_code == 403 and resp.json()["issue"][0]["code"] == "forbidden"
+    example = (REPO / "fhir/examples/Communication-wondzorg-example.json").read_bytes()
+    resp = client.post(
+        "/fhir/Communication",
+        content=example,
+        headers=auth(provider_token) | {"Content-Type": "application/fhir+json"},
+    )
+    assert resp.status_code == 400
+    assert ["Communication.inResponseTo"] in [i["expression"] for i in resp.json()["issue"]]
+    bridge.store.add_org("hap", "HAP Amsterdam", agb="01999999", ura=None)
+    _, hap_token = bridge.store.add_client("01999999", "hap-his")
+    hap = client.post("/fhir/Communication", content=example, headers=auth(hap_token))
+    assert hap.status_code == 403 and hap.json()["issue"][0]["code"] == "forbidden"
 
 
 def test_unknown_fhir_path_and_method(api: tuple[TestClient, Bridge, str, str]) -> None:
