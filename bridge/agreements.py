@@ -90,20 +90,30 @@ def _row(record: dict[str, str]) -> RouteRow:
 
 def parse_sheet(text: str) -> tuple[list[tuple[int, RouteRow]], list[tuple[int, str]]]:
     """The rows and the problems (one per bad row), each with its line number."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        return [], [(1, f"line 1: missing column(s) {', '.join(missing)}")]
+    # newline="": the csv module itself takes every line ending (Windows, Unix, old Mac
+    # exports) and keeps quoted line breaks inside a field.
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     rows: list[tuple[int, RouteRow]] = []
     errors: list[tuple[int, str]] = []
-    for record in reader:
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            return [], [(1, f"line 1: missing column(s) {', '.join(missing)}")]
+        for fields in reader:
+            line = reader.line_num
+            extra = [f for f in fields[len(header) :] if f.strip()]
+            if extra:
+                errors.append((line, f"line {line}: more columns than the header names"))
+                continue
+            clean = {name: value.strip() for name, value in zip(header, fields, strict=False)}
+            if not any(clean.values()):
+                continue
+            try:
+                rows.append((line, _row(clean)))
+            except ValueError as exc:
+                errors.append((line, f"line {line}: {exc}"))
+    except csv.Error as exc:  # e.g. a field over csv's size limit
         line = reader.line_num
-        clean = {(k or "").strip(): (v or "").strip() for k, v in record.items()}
-        if not any(clean.values()):
-            continue
-        try:
-            rows.append((line, _row(clean)))
-        except ValueError as exc:
-            errors.append((line, f"line {line}: {exc}"))
+        return [], [(line, f"line {line}: not readable as CSV ({exc})")]
     return rows, errors

@@ -10,6 +10,7 @@ Nothing in here may hold patient data: messages say what is wrong, not what was 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -88,6 +89,17 @@ class WijkbrugError(Exception):
         return cls(issues[0].code, summary, list(issues))
 
 
+# What XML 1.0 cannot hold (FHIR XML answers too): C0 controls but tab, LF and CR,
+# surrogates, U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with what XML cannot hold shown as U+FFFD: an error that names a client's
+    input can then be answered in FHIR XML as well as JSON."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def operation_outcome(error: WijkbrugError) -> dict[str, Any]:
     """The FHIR R4 ``OperationOutcome`` for an error."""
     out: list[dict[str, Any]] = []
@@ -95,9 +107,9 @@ def operation_outcome(error: WijkbrugError) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "severity": issue.severity,
             "code": issue.code.value,
-            "diagnostics": issue.diagnostics,
+            "diagnostics": printable(issue.diagnostics),
         }
         if issue.expression:
-            entry["expression"] = [issue.expression]
+            entry["expression"] = [printable(issue.expression)]
         out.append(entry)
     return {"resourceType": "OperationOutcome", "issue": out}

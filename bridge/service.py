@@ -38,7 +38,7 @@ from bridge.audit import Access
 from bridge.canonical import Attachment, CaseMessage, Party, Patient, Reply
 from bridge.config import Settings
 from bridge.directory import ClientRef, OrgRef
-from bridge.errors import ErrorCode, Issue, WijkbrugError
+from bridge.errors import ErrorCode, Issue, WijkbrugError, printable
 from bridge.identifiers import CASE_SYSTEM, pc4
 from bridge.matrix import Device, MatrixApi, MatrixError
 from bridge.routing import Decision, gp_route_for
@@ -661,7 +661,7 @@ class Bridge:
         ):
             await asyncio.to_thread(self.store.event_done, ev.event_id, "ignored")
             return
-        body = str(content.get("body", ""))
+        body = printable(str(content.get("body", "")))  # XML answers must be able to hold it
         if case is None:
             await self._on_direct_message(ev, body)
         elif body.strip().startswith("!"):

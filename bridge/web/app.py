@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters import fhir_r4, fhir_stu3
@@ -70,6 +71,18 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
     app.include_router(admin_page.router)
 
     @app.middleware("http")
+    async def no_nul(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """A NUL in the path or query is refused here: no database stores it (PostgreSQL
+        text cannot), and no identifier of ours has one. (Added before ``fhir_format``, so
+        it runs inside it: the refusal is FHIR XML too when the client asked for that.)"""
+        if "\x00" in request.scope.get("path", "") or "\x00" in str(request.query_params):
+            error = WijkbrugError(ErrorCode.INVALID, "a NUL character is not allowed in a URL")
+            return _error_response(request, error)
+        return await call_next(request)
+
+    @app.middleware("http")
     async def fhir_format(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
@@ -89,11 +102,17 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
         body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         headers.pop("content-type", None)
+        try:
+            xml = version.to_xml(json.loads(body))
+        except ValueError:
+            # Something XML 1.0 cannot hold (a control character): the JSON it is, rather
+            # than nothing. Errors never get here (their text is made printable).
+            log.warning("a %s answer could not be written as XML; sent as JSON", request.url.path)
+            return Response(
+                body, status_code=response.status_code, media_type=fhir.FHIR_JSON, headers=headers
+            )
         return Response(
-            version.to_xml(json.loads(body)),
-            status_code=response.status_code,
-            media_type=fhir_r4.FHIR_XML,
-            headers=headers,
+            xml, status_code=response.status_code, media_type=fhir_r4.FHIR_XML, headers=headers
         )
 
     @app.exception_handler(WijkbrugError)
@@ -119,6 +138,17 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
         response = _error_response(request, error)
         response.status_code = exc.status_code
         return response
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> Response:
+        # The database refused a value from the request (e.g. a NUL in a JSON string):
+        # nothing was stored (the transaction rolled back); the client can fix it.
+        log.info("a value the database cannot store on %s %s", request.method, request.url.path)
+        error = WijkbrugError(
+            ErrorCode.VALUE,
+            "a value cannot be stored as it is (for example a NUL character); nothing was stored",
+        )
+        return _error_response(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
