@@ -73,6 +73,21 @@ def normalise_fingerprint(value: str) -> str | None:
     return hexed
 
 
+def decision_row(
+    decision: Decision, priority: Priority, practice_id: int | None, case_id: int | None
+) -> RoutingDecision:
+    """A routing decision as the admin page shows it (area and care type, no patient)."""
+    return RoutingDecision(
+        care_type=decision.care_type.value,
+        pc4=decision.pc4,
+        priority=priority.value,
+        provider_id=decision.provider_id,
+        practice_id=practice_id,
+        case_id=case_id,
+        reasons=list(decision.reasons),
+    )
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -986,17 +1001,7 @@ class Directory(AuditTrail):
     ) -> None:
         """Keep a routing decision for the admin page (area and care type, no patient)."""
         with self.session() as s:
-            s.add(
-                RoutingDecision(
-                    care_type=decision.care_type.value,
-                    pc4=decision.pc4,
-                    priority=priority.value,
-                    provider_id=decision.provider_id,
-                    practice_id=practice_id,
-                    case_id=case_id,
-                    reasons=list(decision.reasons),
-                )
-            )
+            s.add(decision_row(decision, priority, practice_id, case_id))
 
     def recent_decisions(self, limit: int = 50) -> list[dict[str, Any]]:
         with self.session() as s:

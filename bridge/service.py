@@ -348,7 +348,6 @@ class Bridge:
             practice, msg, decision, render, access, client_id=client_id, shard=self._shard(msg)
         )
         if created:
-            self.store.record_decision(decision, msg.priority, practice.id, stored.case_id)
             log.info("accepted communication %s (case %s)", stored.id, stored.case_id)
         return stored, created
 

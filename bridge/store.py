@@ -49,7 +49,7 @@ from bridge.db import (
     make_sessionmaker,
     utcnow,
 )
-from bridge.directory import ClientRef, Directory, OrgRef, org_ref
+from bridge.directory import ClientRef, Directory, OrgRef, decision_row, org_ref
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.routing import Decision
 from bridge.secretbox import SecretBox
@@ -331,6 +331,8 @@ class Store(Directory):
                     communication_id=comm_id, case_id=case.id, shard=shard, next_attempt_at=now
                 )
             )
+            # The decision for the admin page, in the same transaction (one commit per post).
+            s.add(decision_row(decision, msg.priority, practice.id, case.id))
             self._audit(
                 s, access, "message.create", patient=patient_key, obj=f"Communication/{comm_id}"
             )
