@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from bridge.config import (
 from bridge.directory import parse_pc4_range
 from bridge.errors import WijkbrugError
 from bridge.identifiers import is_valid_bsn, normalise_postcode
+from bridge.observability import configure_logging
 from bridge.routing import gp_route_for
 from bridge.runtime import open_store
 from bridge.schema import SchemaTooNewError
@@ -109,17 +109,19 @@ pass_ctx = click.make_pass_decorator(Context)
     help="Config file (default: DATA_DIR/config.yaml).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.option(
+    "--log-json",
+    is_flag=True,
+    envvar="WIJKBRUG_LOG_JSON",
+    help="Log JSON lines (time, level, logger, request_id, message) instead of text.",
+)
 @click.version_option(__version__)
 @click.pass_context
-def main(ctx: click.Context, data_dir: Path, config: Path | None, verbose: bool) -> None:
+def main(
+    ctx: click.Context, data_dir: Path, config: Path | None, verbose: bool, log_json: bool
+) -> None:
     """Wijkbrug: GP messages to the preferred home-care provider, over encrypted Matrix."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # nio logs event and session details at INFO and below; we log ids ourselves.
-    for noisy in ("nio", "peewee", "httpx", "alembic.runtime"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(verbose=verbose, json_lines=log_json)
     ctx.obj = Context(data_dir, config)
 
 

@@ -41,6 +41,7 @@ from bridge.directory import ClientRef, OrgRef
 from bridge.errors import ErrorCode, Issue, WijkbrugError, printable
 from bridge.identifiers import CASE_SYSTEM, pc4
 from bridge.matrix import Device, MatrixApi, MatrixError
+from bridge.observability import DELIVERY
 from bridge.routing import Decision, gp_route_for
 from bridge.store import (
     NO_KEY_YET,
@@ -425,6 +426,8 @@ class Bridge:
                 )
             return
         await asyncio.to_thread(self.store.outbox_done, item.item_id, event_id, context_sent=True)
+        if item.queued_at is not None:
+            DELIVERY.observe((datetime.now(UTC) - item.queued_at).total_seconds())
         log.info("delivered communication %s as %s", item.communication_id, event_id)
 
     async def _send_file(self, sender: Device, room_id: str, att: Attachment, txn_id: str) -> None:

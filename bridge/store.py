@@ -89,6 +89,7 @@ class OutboxWork:
     message: CaseMessage | None  # a practice's message for the provider's team, or ...
     members: tuple[str, ...]
     reply: Reply | None = None  # ... a nurse's answer from her ECD, for the room
+    queued_at: datetime | None = None  # when it was accepted (for the latency metric)
 
 
 @dataclass(frozen=True)
@@ -552,6 +553,7 @@ class Store(Directory):
                         msg,
                         tuple(members),
                         answer,
+                        item.created_at,
                     )
                 )
             return work

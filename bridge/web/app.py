@@ -17,6 +17,7 @@ from adapters import fhir_r4, fhir_stu3
 from bridge import __version__
 from bridge.config import Settings
 from bridge.errors import ErrorCode, Issue, WijkbrugError, operation_outcome
+from bridge.observability import REQUEST_ID, REQUESTS, request_id, surface
 from bridge.runtime import open_store
 from bridge.service import Bridge
 from bridge.web import admin_api, admin_page, appservice, directory_fhir, edifact, fhir, health
@@ -69,6 +70,22 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin_api.router)
     app.include_router(admin_page.router)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """A request id for every request (in its log lines and the answer's
+        ``X-Request-ID``), and the request counted by surface and status class."""
+        rid = request_id(request.headers.get("x-request-id"))
+        token = REQUEST_ID.set(rid)
+        try:
+            response = await call_next(request)
+        finally:
+            REQUEST_ID.reset(token)
+        response.headers["X-Request-ID"] = rid
+        REQUESTS.labels(surface(request.url.path), f"{response.status_code // 100}xx").inc()
+        return response
 
     @app.middleware("http")
     async def no_nul(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
+from bridge import observability
 from bridge.web.deps import BridgeDep
 
 router = APIRouter()
@@ -45,7 +46,8 @@ async def metrics(bridge: BridgeDep) -> Response:
     stats = await asyncio.to_thread(bridge.store.queue_stats)
     for key, help_text in QUEUE_METRICS.items():
         Gauge(f"wijkbrug_{key}", help_text, registry=registry).set(stats[key])
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    own = generate_latest(registry) + generate_latest(observability.REGISTRY)
+    return Response(own, media_type=CONTENT_TYPE_LATEST)
 
 
 QUEUE_METRICS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from bridge.canonical import CareType
 from bridge.config import generate_config, load_settings
 from bridge.errors import WijkbrugError
+from bridge.observability import REQUEST_ID, configure_logging
 from bridge.service import Bridge
 from bridge.web.app import create_app
 from bridge.web.deps import message_body_limit
@@ -304,3 +306,36 @@ def test_a_client_bound_to_a_certificate_needs_it_through_the_proxy(tmp_path: Pa
         assert client.get("/fhir/Communication", headers=auth(bound) | wrong).status_code == 401
         # A client without a fingerprint keeps working with its token alone.
         assert client.get("/fhir/Communication", headers=auth(plain)).status_code == 200
+
+
+def test_requests_carry_an_id_and_are_counted_per_dialect(
+    api: tuple[TestClient, Bridge, str, str],
+) -> None:
+    client, _, token, _ = api
+    mine = client.get("/fhir/Communication", headers=auth(token) | {"X-Request-ID": "his-42"})
+    assert mine.headers["x-request-id"] == "his-42"  # a practice can trace its own call
+    odd = client.get("/fhir/Communication", headers=auth(token) | {"X-Request-ID": "a b\x7f"})
+    assert odd.headers["x-request-id"] != "a b\x7f" and len(odd.headers["x-request-id"]) == 32
+    client.get("/fhir/stu3/metadata")
+    metrics = client.get("/metrics").text
+    counted = re.search(
+        r'^wijkbrug_http_requests_total\{status="2xx",surface="fhir-r4"\} (\S+)$',
+        metrics,
+        re.MULTILINE,
+    )
+    assert counted is not None and float(counted.group(1)) >= 2
+    assert 'surface="fhir-stu3"' in metrics
+    assert "wijkbrug_delivery_seconds_bucket" in metrics
+
+
+def test_json_log_lines_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(verbose=False, json_lines=True)
+    try:
+        token = REQUEST_ID.set("req-7")
+        logging.getLogger("bridge.test").info("delivered communication %s", "c-1")
+        REQUEST_ID.reset(token)
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        assert line["request_id"] == "req-7" and line["level"] == "INFO"
+        assert line["message"] == "delivered communication c-1" and "time" in line
+    finally:
+        configure_logging(verbose=False, json_lines=False)
