@@ -272,6 +272,9 @@ class Bridge:
         shard = self._ghost_shard(answer.sender)
         stored, created = self.store.accept_provider_reply(client, answer, render, access, shard)
         if created:
+            # Her answer means the team has seen it: acknowledged (no escalation), and the
+            # practice's messages delivered so far are received.
+            self.store.seen_by_team(stored.case_id, access, datetime.now(UTC))
             log.info("accepted a reply %s from client %s", stored.id, client.id)
             self._push_wake.set()
         return stored, created
@@ -634,7 +637,10 @@ class Bridge:
                 ts = ev.event.get("content", {}).get("ts")
                 at = datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) else None
                 received = await asyncio.to_thread(
-                    self.store.seen_by_team, case.id, ev.sender, at or datetime.now(UTC)
+                    self.store.seen_by_team,
+                    case.id,
+                    Access(f"matrix:{ev.sender}", None, "matrix"),
+                    at or datetime.now(UTC),
                 )
                 if received:
                     self._push_wake.set()
@@ -781,7 +787,7 @@ class Bridge:
         if stored is not None and hap is not None:
             question = f"{name} ({org.name}): {text}"
             await self._bring_in_hap(case, hap, question, original.patient if original else None)
-        await asyncio.to_thread(self.store.seen_by_team, case.id, ev.sender, sent)
+        await asyncio.to_thread(self.store.seen_by_team, case.id, access, sent)
         await asyncio.to_thread(self.store.event_done, ev.event_id)
         if stored is not None:
             log.info("reply %s stored for case %s", stored.id, case.number)

@@ -1039,7 +1039,7 @@ class Store(Directory):
 
     # ------------------------------------------------------------------ escalation
 
-    def seen_by_team(self, case_id: int, reader: str, at: datetime) -> int:
+    def seen_by_team(self, case_id: int, reader: Access, at: datetime) -> int:
         """A nurse read the room (a read receipt) or replied at ``at``: the case is
         acknowledged (no escalation), and the practice's messages delivered by then are
         ``received`` (their status pushed to the practice system). Returns how many
@@ -1065,7 +1065,7 @@ class Store(Directory):
                 self._queue_status(s, comm)
                 self._audit(
                     s,
-                    Access(f"matrix:{reader}", None, "matrix"),
+                    reader,
                     "message.received",
                     patient=self._patient_of(s, comm),
                     obj=f"Communication/{comm.id}",

@@ -462,6 +462,11 @@ async def test_a_nurse_answers_from_her_care_record_system(site: Site, nurse: Js
             "/fhir/Communication", content=json.dumps(answer), headers=fhir_headers(ecd_token)
         )
         assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
+        # Her answer means the team has seen the practice's message: it is received.
+        original = await http.get(
+            f"/fhir/Communication/{asked}", headers=fhir_headers(site.practice_token)
+        )
+        assert "received" in original.json(), original.json()
 
         # In the room, from her ghost, encrypted, once.
         shown = await nurse.wait_for(
