@@ -286,6 +286,108 @@ async def process_message(request: Request, client: CurrentClient, bridge: Bridg
     return fhir_response(answer, 200)
 
 
+@router.post("")
+@router.post("/", include_in_schema=False)
+async def transaction(request: Request, client: CurrentClient, bridge: BridgeDep) -> Response:
+    """FHIR ``transaction`` and ``batch`` at the base (``POST [base]``): a Bundle carrying
+    the Communication with its Patient and sender, as taken at ``/Communication`` too. The
+    answer is a ``transaction-response`` (``batch-response``) with one entry per request
+    entry, in order: the Communication's ``201 Created`` (``200 OK`` for an identifier
+    posted before) with its location, and for each other entry ``200 OK`` with an
+    informational outcome: it was read as the Communication's context, not kept apart."""
+    content_type = request.headers.get("content-type", FHIR_JSON)
+    body = await read_body(request, message_body_limit(bridge))
+    if client.dialect != fhir_r4.NAME:
+        raise WijkbrugError(
+            ErrorCode.INVALID,
+            f"this token's client speaks {client.dialect}; POST [base] takes FHIR R4 Bundles "
+            "(an STU3 system posts its Communication to /fhir/stu3/Communication)",
+        )
+    kind, entries = _transaction_entries(body, content_type)
+    ((stored, created),) = await asyncio.to_thread(
+        bridge.accept, client, body, content_type, access_of(client, request)
+    )
+    if created:
+        bridge.wake()
+    base = bridge.settings.public_url + "/fhir"
+    version = str(stored.resource.get("meta", {}).get("versionId", "1"))
+    last_modified = str(stored.resource.get("meta", {}).get("lastUpdated", ""))
+    responses: list[dict[str, Any]] = []
+    for resource_type in entries:
+        if resource_type == "Communication":
+            answer: dict[str, Any] = {
+                "status": "201 Created" if created else "200 OK",
+                "location": f"Communication/{stored.id}/_history/{version}",
+                "etag": f'W/"{version}"',
+            }
+            if last_modified:
+                answer["lastModified"] = last_modified
+            responses.append(
+                {
+                    "fullUrl": f"{base}/Communication/{stored.id}",
+                    "resource": stored.resource,
+                    "response": answer,
+                }
+            )
+        else:
+            responses.append(
+                {
+                    "response": {
+                        "status": "200 OK",
+                        "outcome": {
+                            "resourceType": "OperationOutcome",
+                            "issue": [
+                                {
+                                    "severity": "information",
+                                    "code": "informational",
+                                    "diagnostics": f"this {resource_type} was read as part of "
+                                    f"Communication/{stored.id} (contained there); Wijkbrug "
+                                    "keeps no resource of its own for it",
+                                }
+                            ],
+                        },
+                    }
+                }
+            )
+    answer_bundle = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": f"{kind}-response",
+        "entry": responses,
+    }
+    return fhir_response(answer_bundle, 200)
+
+
+def _transaction_entries(body: bytes, content_type: str) -> tuple[str, list[str]]:
+    """The Bundle's type (``transaction`` or ``batch``) and the resource type of each of
+    its entries; anything else is refused here, before the Communication's own checks."""
+    if fhir_r4.media_format(content_type) == "xml":
+        bundle, _ = fhirmodel.load_xml(body)
+    else:
+        bundle = fhirmodel.load_json(body)
+    kind = bundle.get("type")
+    if bundle.get("resourceType") != "Bundle" or kind not in ("transaction", "batch"):
+        raise WijkbrugError(
+            ErrorCode.INVALID,
+            "POST [base] takes a Bundle of type transaction or batch (a single Communication "
+            "goes to /fhir/Communication, a message Bundle to /fhir/$process-message)",
+            [
+                Issue(
+                    ErrorCode.INVALID,
+                    "expected a transaction or batch Bundle",
+                    "Bundle.type" if bundle.get("resourceType") == "Bundle" else "resourceType",
+                )
+            ],
+        )
+    entries = bundle.get("entry")
+    types = []
+    for entry in entries if isinstance(entries, list) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        found = resource.get("resourceType") if isinstance(resource, dict) else None
+        types.append(found if isinstance(found, str) else "entry")
+    return str(kind), types
+
+
 def _message_header_id(body: bytes, content_type: str) -> str:
     """The id of the request's MessageHeader (the first entry of a message Bundle);
     anything else is refused here, before the Communication's own checks."""

@@ -867,6 +867,8 @@ def test_capability_statement() -> None:
         "identifier",
         "status",
     }
+    # POST [base] takes transaction and batch Bundles (see test_fhir_r4_bundles).
+    assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch"}
     assert fhirmodel.check(statement) == []
     # Each call is a fresh copy.
     statement["rest"] = []

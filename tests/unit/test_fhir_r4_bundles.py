@@ -828,3 +828,62 @@ def test_process_message_answers_with_a_response_message(tmp_path: Path) -> None
         )
         assert wrong.status_code == 400
         assert wrong.json()["issue"][0]["expression"] == ["Bundle.type"]
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_transaction_at_the_base_answers_per_entry(tmp_path: Path, kind: str) -> None:
+    """``POST [base]`` with a transaction (batch) Bundle, as FHIR's REST API has it: the
+    answer is a transaction-response (batch-response) with one entry per request entry in
+    the same order; the Communication's says 201 and where it is, the others that they were
+    read as its context. A re-post answers 200 with the same Communication; XML works the
+    same; a message Bundle or a bare resource is refused with where."""
+    settings = load_settings(generate_config(tmp_path))
+    with TestClient(create_app(settings, run_bridge=False)) as client:
+        bridge: Bridge = client.app.state.bridge  # type: ignore[attr-defined]
+        region(bridge.store)
+        bridge.store.add_route(CareType.WONDZORG, 1011, 1019, "12345678")  # Nictiz's 1012 NX
+        _, token = bridge.store.add_client("01234567", "his")
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": JSON}
+        entries = parts()
+        entries["Communication"][1].pop("recipient")  # to the preferred provider
+        request = bundle(kind, entries)
+        first = client.post("/fhir", content=json.dumps(request), headers=headers)
+        assert first.status_code == 200, first.text
+        answer = first.json()
+        assert answer["type"] == f"{kind}-response"
+        R4Bundle.model_validate(answer)
+        sent_types = [e["resource"]["resourceType"] for e in request["entry"]]
+        assert len(answer["entry"]) == len(sent_types) == len(ORDER)
+        for sent, got in zip(sent_types, answer["entry"], strict=True):
+            if sent == "Communication":
+                stored = got["resource"]
+                assert got["response"]["status"] == "201 Created"
+                assert got["response"]["location"] == f"Communication/{stored['id']}/_history/1"
+                assert got["response"]["etag"] == 'W/"1"'
+            else:
+                assert got["response"]["status"] == "200 OK"
+                (issue,) = got["response"]["outcome"]["issue"]
+                assert issue["severity"] == "information" and sent in issue["diagnostics"]
+        read = client.get(f"/fhir/Communication/{stored['id']}", headers=headers)
+        assert read.status_code == 200 and read.json()["identifier"] == stored["identifier"]
+        # The same Bundle again (a retry after a lost answer): nothing new.
+        again = client.post("/fhir", content=json.dumps(request), headers=headers)
+        comm_answer = next(e for e in again.json()["entry"] if "resource" in e)
+        assert comm_answer["response"]["status"] == "200 OK"
+        assert comm_answer["resource"]["id"] == stored["id"]
+        # XML, through the FHIR XML reader and writer, answers in kind.
+        as_xml = client.post(
+            "/fhir",
+            content=xml_bundle(kind),
+            headers={**headers, "Content-Type": XML, "Accept": XML},
+        )
+        assert as_xml.status_code == 200, as_xml.text
+        assert as_xml.headers["content-type"].startswith(XML)
+        assert f'<type value="{kind}-response"/>' in as_xml.text
+        for wrong, where in (
+            (bundle("message", parts()), "Bundle.type"),
+            (entries["Communication"][1], "resourceType"),
+        ):
+            refused = client.post("/fhir", content=json.dumps(wrong), headers=headers)
+            assert refused.status_code == 400
+            assert refused.json()["issue"][0]["expression"] == [where]

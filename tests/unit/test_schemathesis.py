@@ -196,7 +196,7 @@ def extend_schema(published: dict[str, Any], ids: dict[str, str]) -> dict[str, A
         _add(spec, "get", f"{prefix}/Binary/{{file_id}}", params=[fmt])
     if "/fhir/$process-message" in spec["paths"]:
         header_url, comm_url = (f"urn:uuid:6f1d2c1e-0000-4000-8000-00000000000{i}" for i in (1, 2))
-        message_bundle = {
+        message_bundle: dict[str, Any] = {
             "resourceType": "Bundle",
             "type": "message",
             "entry": [
@@ -227,6 +227,21 @@ def extend_schema(published: dict[str, Any], ids: dict[str, str]) -> dict[str, A
             "application/fhir+xml": {"schema": BINARY},
         }
         _add(spec, "post", "/fhir/$process-message", params=[fmt], body=_body(bodies))
+    if "/fhir" in spec["paths"]:
+        # POST [base]: a transaction Bundle (the message Bundle's entries, header left out).
+        transaction_bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {**e, "request": {"method": "POST", "url": e["resource"]["resourceType"]}}
+                for e in message_bundle["entry"][1:]
+            ],
+        }
+        bodies = {
+            "application/fhir+json": {"schema": bundle_schema, "example": transaction_bundle},
+            "application/fhir+xml": {"schema": BINARY},
+        }
+        _add(spec, "post", "/fhir", params=[fmt], body=_body(bodies))
     for resource_type, known in directory_fhir.SEARCH_PARAMS.items():
         params = [_query("_count", "1"), _query("_offset", "0"), fmt]
         for name, param in known.items():
