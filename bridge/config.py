@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 from limits import parse_many
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_DATA_DIR = "data"
 
@@ -100,6 +100,9 @@ class DatabaseSection(_Section):
 
 class DeliverySection(_Section):
     max_attempts: int = 12
+    # Deliveries in flight at once per process, each for a different case (the messages
+    # of one case always go out one after the other, in order).
+    concurrency: int = Field(default=8, ge=1, le=64)
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 300.0
     decrypt_timeout_seconds: float = 600.0

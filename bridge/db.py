@@ -430,6 +430,10 @@ class Meta(Base):
     value: Mapped[Any] = mapped_column(JSON)
 
 
+# The execution option that marks a read-only transaction (see make_sessionmaker).
+READ_ONLY = "wijkbrug_read_only"
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so the CLI and the bridge
     can write to the same file at the same time."""
@@ -455,8 +459,10 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # IMMEDIATE: take the write lock up front, so a transaction that read first
             # and writes later (the audit chain's head, the outbox) never finds its
-            # snapshot stale. SQLite has one writer anyway.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # snapshot stale. SQLite has one writer anyway. A read-only transaction (see
+            # READ_ONLY) reads a snapshot beside that writer instead of queueing for it.
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     # hide_parameters: SQL errors must not carry row values into logs.
@@ -465,5 +471,16 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Any]:
+    """Sessions for writing, or (``read_only``) for reading only: those never take
+    SQLite's write lock, and refuse to flush a change."""
+    if not read_only:
+        return sessionmaker(engine, expire_on_commit=False)
+    readers = sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+    @event.listens_for(readers, "before_flush")
+    def _refuse(session: Any, _context: Any, _instances: Any) -> None:
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("a change in a read-only session")
+
+    return readers

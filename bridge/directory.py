@@ -203,6 +203,9 @@ class Directory(AuditTrail):
     def session(self) -> AbstractContextManager[Session]:  # provided by Store
         raise NotImplementedError
 
+    def reading(self) -> AbstractContextManager[Session]:  # provided by Store
+        raise NotImplementedError
+
     _cached_table: tuple[int, RoutingTable] | None = None
     # The region's GP office hours (config ``office_hours``; set when the store is opened).
     office: tuple[time, time] = (OFFICE_OPENS, OFFICE_CLOSES)
@@ -766,7 +769,7 @@ class Directory(AuditTrail):
 
     def routing_table(self) -> RoutingTable:
         """The routing index of the current tables (rebuilt only after a change)."""
-        with self.session() as s:
+        with self.reading() as s:
             version = self._version(s)
             cached = self._cached_table
             if cached is not None and cached[0] == version:
@@ -919,7 +922,7 @@ class Directory(AuditTrail):
 
     def client_for_token(self, token: str) -> ClientRef | None:
         # Looking up the SHA-256 of the token leaks nothing about the token through timing.
-        with self.session() as s:
+        with self.reading() as s:
             row = s.execute(
                 select(Client, Organisation)
                 .join(Organisation, Client.org_id == Organisation.id)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,9 @@ from bridge.store import Store
 log = logging.getLogger(__name__)
 
 MEGOLM = "m.megolm.v1.aes-sha2"
+# How old a device's view of its rooms (members, their devices) may be for a send without
+# syncing first; a normal client's view lags about as much behind its long-poll sync.
+FRESH_SECONDS = 1.0
 
 
 class MatrixError(Exception):
@@ -339,6 +344,7 @@ class Device:
         self._client: AsyncClient | None = None
         self.lock = asyncio.Lock()
         self._synced_once = False
+        self._synced_at = -math.inf
 
     @property
     def client(self) -> AsyncClient:
@@ -402,6 +408,7 @@ class Device:
             raise MatrixError(f"sync: unexpected {type(resp).__name__}")
         self._synced_once = True
         await self.maintain_keys()
+        self._synced_at = time.monotonic()
         return sum(
             isinstance(e, RoomKeyEvent | ForwardedRoomKeyEvent) for e in resp.to_device_events
         )
@@ -426,15 +433,18 @@ class Device:
     ) -> str:
         """Send an encrypted ``m.room.message``; ``txn_id`` makes a retry idempotent.
 
-        The megolm key goes to the members this device knows of, so it syncs until the
-        members we just invited (``expect_members``) show up in its view of the room.
+        The megolm key goes to the members (and their devices) this device knows of, so it
+        syncs until the members we just invited (``expect_members``) show up in its view
+        of the room. A view at most ``FRESH_SECONDS`` old that already shows them is used
+        as it is: a burst of messages does not cost a sync each.
         """
         async with self.lock:
             client = self.client
-            for _ in range(20):
-                await self.sync()
-                room = client.rooms.get(room_id)
-                if room is not None and all(m in room.users for m in expect_members):
+            for attempt in range(20):
+                fresh = time.monotonic() - self._synced_at < FRESH_SECONDS
+                if attempt or not fresh or not self._sees(room_id, expect_members):
+                    await self.sync()
+                if self._sees(room_id, expect_members):
                     break
                 await asyncio.sleep(0.25)
             else:
@@ -451,6 +461,10 @@ class Device:
                 self._check(resp, "send")
                 raise MatrixError(f"send: unexpected {type(resp).__name__}")
             return str(resp.event_id)
+
+    def _sees(self, room_id: str, members: Collection[str]) -> bool:
+        room = self.client.rooms.get(room_id)
+        return room is not None and all(m in room.users for m in members)
 
     def _reshare_for_newcomers(self, room_id: str) -> None:
         """nio shares a megolm session once; someone invited later (an escalation) would

@@ -76,6 +76,7 @@ class Bridge:
             display_name="Wijkbrug",
         )
         self._ghosts: dict[str, Device] = {}
+        self._ghost_lock = asyncio.Lock()
         self._profiles_set: set[tuple[str, str]] = set()
         self._prepared: dict[tuple[str, str], list[str]] = {}
         self._haps_invited: set[tuple[str, int]] = set()
@@ -358,16 +359,39 @@ class Bridge:
     # ------------------------------------------------------------------ outbox
 
     async def _outbox_loop(self) -> None:
-        while True:
-            work = await asyncio.to_thread(
-                self.store.claim_outbox, workers=(self.workers.index, self.workers.count)
-            )
-            for item in work:
-                await self._deliver(item)
-            if not work:
+        """Deliver due outbox items, up to ``delivery.concurrency`` at once. A claim holds
+        at most one item per case, and not one of a case with an older item still pending
+        (in flight included), so the messages of a case keep their order."""
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            self._outbox_wake.set()  # a slot is free, and the case's next item may be due
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                # The item's lease runs out and it is tried again; nothing is lost.
+                log.error("delivery failed unexpectedly: %r", exc, exc_info=exc)
+
+        try:
+            while True:
                 self._outbox_wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outbox_wake.wait(), timeout=1.0)
+                free = self.settings.delivery.concurrency - len(running)
+                work = []
+                if free > 0:
+                    work = await asyncio.to_thread(
+                        self.store.claim_outbox,
+                        limit=free,
+                        workers=(self.workers.index, self.workers.count),
+                    )
+                for item in work:
+                    task = asyncio.create_task(self._deliver(item), name=f"deliver-{item.item_id}")
+                    running.add(task)
+                    task.add_done_callback(finished)
+                if not work or len(running) >= self.settings.delivery.concurrency:
+                    await nap(self._outbox_wake, 1.0)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def _deliver(self, item: OutboxWork) -> None:
         delivery = self.settings.delivery
@@ -462,15 +486,23 @@ class Bridge:
     async def _ghost_for(self, sender: Party) -> Device:
         localpart = self._ghost_localpart(sender)
         user_id = f"@{localpart}:{self.settings.homeserver.server_name}"
-        device = self._ghosts.get(user_id)
         display = cases.ghost_display_name(sender)
+        device = self._ghosts.get(user_id)
         if device is None:
-            await self.api.ensure_registered(localpart)
-            device = Device(
-                self.api, self.store, user_id, self.settings.crypto_path, display_name=display
-            )
-            await device.open()
-            self._ghosts[user_id] = device
+            # Deliveries run concurrently: one device per ghost, however many ask at once.
+            async with self._ghost_lock:
+                device = self._ghosts.get(user_id)
+                if device is None:
+                    await self.api.ensure_registered(localpart)
+                    device = Device(
+                        self.api,
+                        self.store,
+                        user_id,
+                        self.settings.crypto_path,
+                        display_name=display,
+                    )
+                    await device.open()
+                    self._ghosts[user_id] = device
         await self._ensure_profile(user_id, display)
         return device
 
@@ -480,16 +512,18 @@ class Bridge:
         await self.api.set_displayname(user_id, display)
         self._profiles_set.add((user_id, display))
 
-    async def _create_room(self, item: OutboxWork, speaker_id: str) -> str:
+    async def _create_room(self, item: OutboxWork, speaker_id: str, invite: list[str]) -> str:
         """Create the case room (private, encrypted); ``speaker_id`` is the GP's ghost or,
-        for a case from chat, the GP's own account."""
+        for a case from chat, the GP's own account. ``invite``: only our own ghost, whose
+        invite cannot fail; a failed invite would fail the creation of a room that then
+        exists all the same."""
         case = item.case
         room_id = await self.api.create_room(
             name=cases.room_name(case.number, case.care_type),
             topic=cases.room_topic(
                 case.number, case.care_type, case.practice.name, case.provider.name
             ),
-            invite=[],
+            invite=invite,
             # The bot creates the room and so holds its top power level (in room
             # version 12 a creator must not be listed in the power levels at all).
             power_users={speaker_id: 50},
@@ -505,27 +539,35 @@ class Bridge:
         """The case room with the sending ghost joined and the team (and, for a case from
         chat, the GP) invited, also after a crash between those steps; returns the room
         and the people in it who must be able to read the message."""
-        room_id = item.case.room_id or await self._create_room(item, chat_user or sender_id)
-        known = self._prepared.get((room_id, sender_id))
-        if known is not None:
-            return room_id, known
-        members = await self.api.members(room_id)
+        room_id = item.case.room_id
+        if room_id is None:
+            ghost = [sender_id] if sender_id != self.bot.user_id else []
+            room_id = await self._create_room(item, chat_user or sender_id, ghost)
+            members = dict.fromkeys(ghost, "invite")  # a new room: nobody else yet
+        else:
+            known = self._prepared.get((room_id, sender_id))
+            if known is not None:
+                return room_id, known
+            members = await self.api.members(room_id)
         if sender_id != self.bot.user_id and members.get(sender_id) != "join":
             if members.get(sender_id) != "invite":
                 await self.api.invite(room_id, sender_id)
             await self.api.join(room_id, sender_id)
-        present: list[str] = []
-        for member in [*item.members, *([chat_user] if chat_user else [])]:
-            state = members.get(member)
-            if state in ("join", "invite"):
-                present.append(member)
-            elif state is None:
-                try:
-                    await self.api.invite(room_id, member)
-                    present.append(member)
-                except MatrixError as exc:
-                    log.warning("could not invite a team member to %s: %s", room_id, exc)
-            # A nurse who left or was removed is not pulled back in.
+
+        async def invite(member: str) -> bool:
+            try:
+                await self.api.invite(room_id, member)
+            except MatrixError as exc:
+                log.warning("could not invite a team member to %s: %s", room_id, exc)
+                return False
+            return True
+
+        wanted = list(dict.fromkeys([*item.members, *([chat_user] if chat_user else [])]))
+        # A nurse who left or was removed (any other state) is not pulled back in.
+        missing = [m for m in wanted if members.get(m) is None]
+        invited = await asyncio.gather(*(invite(m) for m in missing))
+        ok = {m for m, done in zip(missing, invited, strict=True) if done}
+        present = [m for m in wanted if members.get(m) in ("join", "invite") or m in ok]
         if not any(member in present for member in item.members):
             # A message in a room no nurse of the team is in reaches nobody: a failure
             # to retry (the team may be filled in), and in the end to report.
@@ -546,8 +588,16 @@ class Bridge:
         """Store a homeserver transaction (blocking); False if it was seen before.
 
         Read receipts (ephemeral) are stored as one pseudo-event per reader and event, so
-        they are handled durably like room events."""
-        return self.store.store_transaction(txn_id, [*events, *receipt_events(ephemeral)])
+        they are handled durably like room events. Our own users' events (the echoes of
+        what the bot and the ghosts sent, their receipts) ask nothing of us: they are
+        stored as settled, in the same transaction, instead of being handled one by one."""
+        stored = [*events, *receipt_events(ephemeral)]
+        echoes = {
+            str(ev.get("event_id"))
+            for ev in stored
+            if isinstance(ev.get("sender"), str) and self._is_ours(ev["sender"])
+        }
+        return self.store.store_transaction(txn_id, stored, settled=echoes)
 
     async def _bot_sync_loop(self) -> None:
         delay = 1.0
@@ -585,8 +635,7 @@ class Bridge:
                 await self._handle_event(ev)
             if not events:
                 self._events_wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._events_wake.wait(), timeout=1.0)
+                await nap(self._events_wake, 1.0)
 
     def _is_ours(self, user_id: str) -> bool:
         localpart, _, server = user_id[1:].partition(":")
@@ -927,8 +976,7 @@ class Bridge:
                     await self._push(http, item)
                 if not work:
                     self._push_wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._push_wake.wait(), timeout=1.0)
+                    await nap(self._push_wake, 1.0)
 
     async def _push(self, http: httpx.AsyncClient, item: PushWork) -> None:
         """Send a reply (POST) or a status update (PUT) to the practice system; back off
@@ -1139,6 +1187,15 @@ class Bridge:
 
 RECEIPT = "wijkbrug.receipt"
 FILE_MSGTYPES = ("m.image", "m.file")
+
+
+async def nap(wake: asyncio.Event, seconds: float) -> None:
+    """Wait until ``wake`` is set or ``seconds`` have passed. Not ``asyncio.wait_for``:
+    on Python 3.11 it can swallow a cancellation that arrives as the event is set, and a
+    worker loop would then outlive ``Bridge.stop``."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()
 
 
 def receipt_events(ephemeral: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

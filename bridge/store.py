@@ -11,7 +11,7 @@ through :class:`bridge.secretbox.SecretBox` envelopes bound to their row.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -158,12 +158,20 @@ class Store(Directory):
         self.engine = engine
         self.box = box
         self._sessions = make_sessionmaker(engine)
+        self._readers = make_sessionmaker(engine, read_only=True)
         event.listen(self._sessions, "before_commit", self.seal_audit)
         self._skip_locked = engine.dialect.name == "postgresql"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as s:
+            yield s
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads (and may not write): on SQLite it does not wait
+        for the one writer, and no writer waits for it."""
+        with self._readers.begin() as s:
             yield s
 
     # ------------------------------------------------------------------ cases
@@ -213,15 +221,17 @@ class Store(Directory):
     ) -> StoredCommunication | None:
         """The sender's own message with this identifier (a re-post); read access is
         recorded when ``access`` is given."""
+        where = (
+            Communication.author_org_id == author_org_id,
+            Communication.identifier_system == identifier.system,
+            Communication.identifier_value == identifier.value,
+        )
+        with self.reading() as s:  # most posts are new: look without the write lock
+            if s.scalar(select(Communication.id).where(*where)) is None:
+                return None
         with self.session() as s:
-            comm = s.scalar(
-                select(Communication).where(
-                    Communication.author_org_id == author_org_id,
-                    Communication.identifier_system == identifier.system,
-                    Communication.identifier_value == identifier.value,
-                )
-            )
-            if comm is None:
+            comm = s.scalar(select(Communication).where(*where))
+            if comm is None:  # pragma: no cover - messages are never deleted but by retention
                 return None
             if access is not None:
                 self._audit(
@@ -378,35 +388,35 @@ class Store(Directory):
         """A file of a message the organisation may read (None: unknown, or not theirs)."""
         with self.session() as s:
             row = s.get(StoredFile, file_id)
-            comm = s.get(Communication, row.communication_id) if row is not None else None
-            if row is None or comm is None:
+            if row is None:
                 return None
-            if org.id not in (comm.practice_id, comm.provider_id, comm.hap_id):
-                return None
-            self._audit(
-                s,
-                access,
-                "file.read",
-                patient=self._patient_of(s, comm),
-                obj=f"Binary/{row.id} of Communication/{comm.id}",
-            )
-            return self._open_file(row)
+            comm = self._readable(s, row.communication_id, org, access, f"Binary/{row.id} of")
+            return None if comm is None else self._open_file(row)
 
     def get_communication(
         self, comm_id: str, org: OrgRef, access: Access = SYSTEM
     ) -> StoredCommunication | None:
         with self.session() as s:
-            comm = s.get(Communication, comm_id)
-            if comm is None or org.id not in (comm.practice_id, comm.provider_id, comm.hap_id):
-                return None
-            self._audit(
-                s,
-                access,
-                "message.read",
-                patient=self._patient_of(s, comm),
-                obj=f"Communication/{comm.id}",
-            )
-            return self._stored(comm)
+            comm = self._readable(s, comm_id, org, access)
+            return None if comm is None else self._stored(comm)
+
+    def _readable(
+        self, s: Session, comm_id: str, org: OrgRef, access: Access, part: str | None = None
+    ) -> Communication | None:
+        """The communication if ``org`` is a party to it (its practice, provider or
+        huisartsenpost), its reading (or that of its ``part``, a file) audited; else None."""
+        comm = s.get(Communication, comm_id)
+        if comm is None or org.id not in (comm.practice_id, comm.provider_id, comm.hap_id):
+            return None
+        what = f"Communication/{comm.id}"
+        self._audit(
+            s,
+            access,
+            "file.read" if part else "message.read",
+            patient=self._patient_of(s, comm),
+            obj=f"{part} {what}" if part else what,
+        )
+        return comm
 
     def search_communications(
         self,
@@ -677,8 +687,11 @@ class Store(Directory):
 
     # ------------------------------------------------------------------ matrix side
 
-    def store_transaction(self, txn_id: str, events: Sequence[dict[str, Any]]) -> bool:
-        """Store a transaction and its room events; False if we had it already."""
+    def store_transaction(
+        self, txn_id: str, events: Sequence[dict[str, Any]], settled: Collection[str] = ()
+    ) -> bool:
+        """Store a transaction and its room events; False if we had it already. Events
+        in ``settled`` need no handling: they are stored as ``ignored`` at once."""
         with self.session() as s:
             if s.get(AppserviceTransaction, txn_id) is not None:
                 return False
@@ -695,6 +708,7 @@ class Store(Directory):
                         sender=str(ev.get("sender", "")),
                         type=str(ev.get("type", "")),
                         event_enc=self.box.seal_json(ev, f"inbound_events:event:{event_id}"),
+                        state="ignored" if event_id in settled else "pending",
                     )
                 )
             return True
