@@ -39,6 +39,18 @@ from bridge.store import Store
 log = logging.getLogger(__name__)
 
 MEGOLM = "m.megolm.v1.aes-sha2"
+# What a ghost's sync leaves out: the room messages themselves (the bridge has them from
+# the appservice transactions, and a ghost reads none), receipts, typing and presence.
+# Room state (members, encryption) and to-device messages (keys) still come.
+QUIET_SYNC: dict[str, Any] = {
+    "presence": {"not_types": ["*"]},
+    "account_data": {"not_types": ["*"]},
+    "room": {
+        "timeline": {"not_types": ["m.room.encrypted", "m.room.message", "m.reaction"]},
+        "ephemeral": {"not_types": ["*"]},
+        "account_data": {"not_types": ["*"]},
+    },
+}
 # How old a device's view of its rooms (members, their devices) may be for a send without
 # syncing first; a normal client's view lags about as much behind its long-poll sync.
 FRESH_SECONDS = 1.0
@@ -335,8 +347,11 @@ class Device:
         crypto_dir: Path,
         *,
         display_name: str,
+        quiet: bool = False,
     ) -> None:
+        """``quiet``: sync with :data:`QUIET_SYNC` (a ghost, which only sends)."""
         self.api = api
+        self._filter = QUIET_SYNC if quiet else None
         self.user_id = user_id
         self.display_name = display_name
         self._store = store
@@ -401,7 +416,10 @@ class Device:
         megolm keys arrived (so that messages waiting for one are tried again now)."""
         client = self.client
         resp = await client.sync(
-            timeout=timeout_ms, full_state=not self._synced_once, set_presence="offline"
+            timeout=timeout_ms,
+            sync_filter=self._filter,
+            full_state=not self._synced_once,
+            set_presence="offline",
         )
         if not isinstance(resp, SyncResponse):
             self._check(resp, "sync")

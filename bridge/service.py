@@ -500,6 +500,7 @@ class Bridge:
                         user_id,
                         self.settings.crypto_path,
                         display_name=display,
+                        quiet=True,
                     )
                     await device.open()
                     self._ghosts[user_id] = device
