@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -205,11 +204,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = run(args.seconds)
-    harness.print_table(rows)
-    harness.RESULTS.mkdir(exist_ok=True)
-    (harness.RESULTS / "accept.json").write_text(
-        json.dumps({"machine": harness.machine(), "results": rows}, indent=2)
-    )
+    harness.report(rows, "accept")
 
 
 if __name__ == "__main__":

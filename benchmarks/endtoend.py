@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import math
 import re
@@ -80,9 +79,19 @@ class Stack:
     site: BridgeSite
     tokens: list[str]
     synapse_start_seconds: float
+    more_workers: list[BridgeSite] = field(default_factory=list)
 
     @classmethod
-    def start(cls, directory: Path, practices: int = CLIENTS) -> Stack:
+    def start(
+        cls,
+        directory: Path,
+        practices: int = CLIENTS,
+        *,
+        database_url: str | None = None,
+        workers: int = 1,
+    ) -> Stack:
+        """``workers`` > 1 needs ``database_url`` (PostgreSQL): further processes of the
+        same installation, sharing its outbox (see ``workers`` in the config)."""
         site = BridgeSite.prepare(directory / "wijkbrug")
         site.configure("http", {"client_rate_limit": harness.UNLIMITED})
         settings = load_settings(site.config_path)
@@ -93,22 +102,33 @@ class Stack:
             modules=[policy_module(settings)],
         )
         synapse_seconds = time.perf_counter() - started
+        more: list[BridgeSite] = []
         try:
-            site.point_at(synapse.base_url)
+            site.point_at(synapse.base_url, database_url=database_url)
+            if workers > 1:
+                site.configure("workers", {"count": workers, "index": 0})
             store = open_store(load_settings(site.config_path))
             tokens = harness.setup_region(store, practices, synapse.user_id(BRIDGE_NURSE))
             store.engine.dispose()
             for nurse in (BRIDGE_NURSE, BASELINE_NURSE):
                 synapse.register(nurse, NURSE_PASSWORD)
+            more = [
+                site.another_worker(directory / f"wijkbrug-{index}", index)
+                for index in range(1, workers)
+            ]
             site.start()
+            for worker in more:
+                worker.start()
         except BaseException:
-            site.stop()
+            for part in (*more, site):
+                part.stop()
             homeserver.stop()
             raise
-        return cls(directory, homeserver, synapse, site, tokens, synapse_seconds)
+        return cls(directory, homeserver, synapse, site, tokens, synapse_seconds, more)
 
     def stop(self) -> None:
-        self.site.stop()
+        for worker in (*self.more_workers, self.site):
+            worker.stop()
         self.homeserver.stop()
 
 
@@ -512,11 +532,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300, help="seconds per side")
     args = parser.parse_args()
     rows = run(args.n, args.timeout)
-    harness.print_table(rows)
-    harness.RESULTS.mkdir(exist_ok=True)
-    (harness.RESULTS / "endtoend.json").write_text(
-        json.dumps({"machine": harness.machine(), "results": rows}, indent=2)
-    )
+    harness.report(rows, "endtoend")
 
 
 if __name__ == "__main__":

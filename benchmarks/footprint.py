@@ -16,7 +16,6 @@ Runnable alone: ``python -m benchmarks.footprint [--cases 10000]``.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import subprocess
 import tempfile
@@ -204,11 +203,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10_000, help="open cases to seed")
     args = parser.parse_args()
     rows = run(args.cases)
-    harness.print_table(rows)
-    harness.RESULTS.mkdir(exist_ok=True)
-    (harness.RESULTS / "footprint.json").write_text(
-        json.dumps({"machine": harness.machine(), "results": rows}, indent=2)
-    )
+    harness.report(rows, "footprint")
 
 
 if __name__ == "__main__":

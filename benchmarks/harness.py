@@ -362,6 +362,15 @@ def print_table(rows: Sequence[Result]) -> None:
     sys.stdout.flush()
 
 
+def report(rows: Sequence[Result], name: str) -> None:
+    """A part run alone: its table on stdout, its figures in ``results/{name}.json``."""
+    print_table(rows)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(
+        json.dumps({"machine": machine(), "results": list(rows)}, indent=2)
+    )
+
+
 def progress(message: str) -> None:
     """A progress line on stderr (the table goes to stdout)."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

@@ -2,12 +2,13 @@
 
     routing, dialects          CPU only, before any server runs
     accept                     wijkbrug serve vs a minimal FastAPI app, SQLite and PostgreSQL
+    scaleout                   end to end on PostgreSQL with 1, then 2 bridge processes
     endtoend, footprint        one Synapse + wijkbrug serve: idle RSS, baseline (nio) and
                                Wijkbrug end to end, RSS after it, RSS over 10,000 more open
                                cases; then `wijkbrug dev` from an empty directory to ready
 
 ``python -m benchmarks.run [--n 1000]`` writes ``benchmarks/results/latest.json`` (and the
-end-to-end bridge's log beside it). The whole run keeps to a budget of 570 s: an end-to-end
+end-to-end bridge's log beside it). The whole run keeps to a budget of 595 s: an end-to-end
 side that is not done in time stops there, and its figures say what arrived (and fail).
 A step that breaks is reported as failed rows with the error; the others still run.
 ``--smoke`` runs the same code paths with tiny numbers (under a minute), writes
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import accept, dialects, endtoend, footprint, harness, routing
+from benchmarks import accept, dialects, endtoend, footprint, harness, routing, scaleout
 from benchmarks.harness import Result
 
 # Every figure a run writes, in table order.
@@ -47,6 +48,8 @@ NAMES = [
     "dialect.edifact-medvri.messages_per_s",
     "accept.sqlite.requests_per_s",
     "accept.postgresql.requests_per_s",
+    "scaleout.throughput_1_worker",
+    "scaleout.throughput_2_workers",
     "endtoend.throughput",
     "endtoend.latency_p50",
     "endtoend.latency_p95",
@@ -58,7 +61,7 @@ NAMES = [
 ]
 # What runs after the end-to-end part (seeding 10,000 cases, restarts, `wijkbrug dev`): the
 # end-to-end sides stop early enough to leave it this many seconds of the budget.
-AFTER_ENDTOEND = 110
+AFTER_ENDTOEND = 80
 FIELDS = {"name", "value", "unit", "baseline", "baseline_is", "ratio", "goal", "pass"}
 
 
@@ -69,6 +72,8 @@ class Sizes:
     cases: int  # end-to-end rooms (cases) per side
     timeout: float  # seconds per end-to-end side, from its first send
     accept_seconds: float  # accept path: per round, side and database
+    scaleout_n: int  # scale-out: messages per configuration
+    scaleout_cases: int
     open_cases: int  # open cases seeded for the footprint
     routing_queries: int
     dialect_rounds: int
@@ -82,11 +87,13 @@ FULL = Sizes(
     cases=endtoend.CASES,
     timeout=300,
     accept_seconds=accept.ROUND_SECONDS,
+    scaleout_n=scaleout.N,
+    scaleout_cases=scaleout.CASES,
     open_cases=10_000,
     routing_queries=200_000,
     dialect_rounds=dialects.ROUNDS,
     dialect_seconds=dialects.SECONDS,
-    budget=570,
+    budget=595,
 )
 SMOKE = Sizes(
     n=4,
@@ -94,6 +101,8 @@ SMOKE = Sizes(
     cases=2,
     timeout=120,
     accept_seconds=0.2,
+    scaleout_n=4,
+    scaleout_cases=2,
     open_cases=20,
     routing_queries=2_000,
     dialect_rounds=1,
@@ -195,6 +204,8 @@ def run(sizes: Sizes, log_copy: Path) -> tuple[list[Result], list[str]]:
         harness.progress("dialects done")
     with failures.step("accept", "accept"):
         rows += accept.run(sizes.accept_seconds)
+    with failures.step("scaleout", "scaleout"):
+        rows += scaleout.run(sizes.scaleout_n, sizes.clients, sizes.scaleout_cases)
     with tempfile.TemporaryDirectory(prefix="wijkbrug-bench-") as tmp:
         rows += stack_benchmarks(sizes, Path(tmp), failures, until, log_copy)
     return failures.fill(rows), failures.errors
