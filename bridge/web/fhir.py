@@ -24,8 +24,10 @@ from fastapi import APIRouter, Request, Response
 from adapters import fhir_r4, fhir_stu3
 from bridge import conformance, fhirmodel, files
 from bridge.canonical import Identifier
+from bridge.directory import ClientRef
 from bridge.errors import ErrorCode, Issue, WijkbrugError
 from bridge.identifiers import normalise_system
+from bridge.service import Bridge
 from bridge.store import StoredCommunication
 from bridge.web.deps import BridgeDep, CurrentClient, access_of, message_body_limit, read_body
 from bridge.web.fhirutil import page_params, search_bundle
@@ -79,6 +81,32 @@ class Flavour:
     capability: Callable[[str], dict[str, Any]]  # base URL -> CapabilityStatement
 
 
+async def _posted(
+    request: Request, client: ClientRef, bridge: Bridge, dialect: str, refusal: str
+) -> tuple[bytes, str]:
+    """The posted body (within the message size limit) and its content type, from a
+    client of ``dialect``; any other client is refused, told ``refusal``."""
+    content_type = request.headers.get("content-type", FHIR_JSON)
+    body = await read_body(request, message_body_limit(bridge))
+    if client.dialect != dialect:
+        raise WijkbrugError(
+            ErrorCode.INVALID, f"this token's client speaks {client.dialect}; {refusal}"
+        )
+    return body, content_type
+
+
+async def _accept(
+    request: Request, client: ClientRef, bridge: Bridge, body: bytes, content_type: str
+) -> tuple[StoredCommunication, bool]:
+    """Accept one posted message (see ``Bridge.accept``); delivery starts at once."""
+    ((stored, created),) = await asyncio.to_thread(
+        bridge.accept, client, body, content_type, access_of(client, request)
+    )
+    if created:
+        bridge.wake()
+    return stored, created
+
+
 def communication_router(flavour: Flavour) -> APIRouter:
     """The ``metadata`` and ``Communication`` endpoints of one FHIR version."""
     router = APIRouter(prefix=flavour.prefix)
@@ -101,19 +129,14 @@ def communication_router(flavour: Flavour) -> APIRouter:
         request: Request, client: CurrentClient, bridge: BridgeDep
     ) -> Response:
         """Accept a GP's message about a patient: 201 once stored, 200 for a known identifier."""
-        content_type = request.headers.get("content-type", FHIR_JSON)
-        body = await read_body(request, message_body_limit(bridge))
-        if client.dialect != flavour.dialect:
-            raise WijkbrugError(
-                ErrorCode.INVALID,
-                f"this token's client speaks {client.dialect}; post {flavour.dialect} "
-                f"messages only (this endpoint is {flavour.prefix})",
-            )
-        ((stored, created),) = await asyncio.to_thread(
-            bridge.accept, client, body, content_type, access_of(client, request)
+        body, content_type = await _posted(
+            request,
+            client,
+            bridge,
+            flavour.dialect,
+            f"post {flavour.dialect} messages only (this endpoint is {flavour.prefix})",
         )
-        if created:
-            bridge.wake()
+        stored, created = await _accept(request, client, bridge, body, content_type)
         version = str(stored.resource.get("meta", {}).get("versionId", "1"))
         location = (
             f"{bridge.settings.public_url}{flavour.prefix}/Communication/{stored.id}"
@@ -245,19 +268,11 @@ async def process_message(request: Request, client: CurrentClient, bridge: Bridg
     MessageHeader focuses the Communication; the answer is a ``message`` Bundle with a
     MessageHeader whose ``response`` names the request's header, and the Communication as
     stored. A re-sent message (same Communication identifier) gets the same answer."""
-    content_type = request.headers.get("content-type", FHIR_JSON)
-    body = await read_body(request, message_body_limit(bridge))
-    if client.dialect != fhir_r4.NAME:
-        raise WijkbrugError(
-            ErrorCode.INVALID,
-            f"this token's client speaks {client.dialect}; $process-message takes FHIR R4",
-        )
-    request_header = _message_header_id(body, content_type)
-    ((stored, created),) = await asyncio.to_thread(
-        bridge.accept, client, body, content_type, access_of(client, request)
+    body, content_type = await _posted(
+        request, client, bridge, fhir_r4.NAME, "$process-message takes FHIR R4"
     )
-    if created:
-        bridge.wake()
+    request_header = _message_header_id(body, content_type)
+    stored, _ = await _accept(request, client, bridge, body, content_type)
     base = bridge.settings.public_url + "/fhir"
     header_id = str(uuid.uuid4())
     answer = {
@@ -295,20 +310,16 @@ async def transaction(request: Request, client: CurrentClient, bridge: BridgeDep
     entry, in order: the Communication's ``201 Created`` (``200 OK`` for an identifier
     posted before) with its location, and for each other entry ``200 OK`` with an
     informational outcome: it was read as the Communication's context, not kept apart."""
-    content_type = request.headers.get("content-type", FHIR_JSON)
-    body = await read_body(request, message_body_limit(bridge))
-    if client.dialect != fhir_r4.NAME:
-        raise WijkbrugError(
-            ErrorCode.INVALID,
-            f"this token's client speaks {client.dialect}; POST [base] takes FHIR R4 Bundles "
-            "(an STU3 system posts its Communication to /fhir/stu3/Communication)",
-        )
-    kind, entries = _transaction_entries(body, content_type)
-    ((stored, created),) = await asyncio.to_thread(
-        bridge.accept, client, body, content_type, access_of(client, request)
+    body, content_type = await _posted(
+        request,
+        client,
+        bridge,
+        fhir_r4.NAME,
+        "POST [base] takes FHIR R4 Bundles (an STU3 system posts its Communication to "
+        "/fhir/stu3/Communication)",
     )
-    if created:
-        bridge.wake()
+    kind, entries = _transaction_entries(body, content_type)
+    stored, created = await _accept(request, client, bridge, body, content_type)
     base = bridge.settings.public_url + "/fhir"
     version = str(stored.resource.get("meta", {}).get("versionId", "1"))
     last_modified = str(stored.resource.get("meta", {}).get("lastUpdated", ""))

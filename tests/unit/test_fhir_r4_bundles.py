@@ -10,9 +10,10 @@ Communication. Every bad Bundle must name its place and never repeat patient dat
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -797,17 +798,25 @@ def test_junk_anywhere_in_a_bundle_is_an_issue_never_a_crash() -> None:
                 assert fhirmodel.check(msg.resource) == []
 
 
-def test_process_message_answers_with_a_response_message(tmp_path: Path) -> None:
-    """FHIR messaging at ``[base]/$process-message``: the answer names the request's
-    MessageHeader and carries the Communication as stored; a re-sent message gets the same
-    Communication; anything but a message Bundle is refused with where."""
+@contextlib.contextmanager
+def practice_client(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The app (no homeserver) with the example region, a route for the Nictiz patient's
+    postcode (1012 NX), and a practice's integration client: the HTTP client and the
+    headers of a FHIR JSON post."""
     settings = load_settings(generate_config(tmp_path))
     with TestClient(create_app(settings, run_bridge=False)) as client:
         bridge: Bridge = client.app.state.bridge  # type: ignore[attr-defined]
         region(bridge.store)
-        bridge.store.add_route(CareType.WONDZORG, 1011, 1019, "12345678")  # Nictiz's 1012 NX
+        bridge.store.add_route(CareType.WONDZORG, 1011, 1019, "12345678")
         _, token = bridge.store.add_client("01234567", "his")
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+        yield client, {"Authorization": f"Bearer {token}", "Content-Type": JSON}
+
+
+def test_process_message_answers_with_a_response_message(tmp_path: Path) -> None:
+    """FHIR messaging at ``[base]/$process-message``: the answer names the request's
+    MessageHeader and carries the Communication as stored; a re-sent message gets the same
+    Communication; anything but a message Bundle is refused with where."""
+    with practice_client(tmp_path) as (client, headers):
         entries = parts()
         entries["Communication"][1].pop("recipient")  # to the preferred provider
         message = json.dumps(bundle("message", entries))
@@ -837,13 +846,7 @@ def test_transaction_at_the_base_answers_per_entry(tmp_path: Path, kind: str) ->
     the same order; the Communication's says 201 and where it is, the others that they were
     read as its context. A re-post answers 200 with the same Communication; XML works the
     same; a message Bundle or a bare resource is refused with where."""
-    settings = load_settings(generate_config(tmp_path))
-    with TestClient(create_app(settings, run_bridge=False)) as client:
-        bridge: Bridge = client.app.state.bridge  # type: ignore[attr-defined]
-        region(bridge.store)
-        bridge.store.add_route(CareType.WONDZORG, 1011, 1019, "12345678")  # Nictiz's 1012 NX
-        _, token = bridge.store.add_client("01234567", "his")
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": JSON}
+    with practice_client(tmp_path) as (client, headers):
         entries = parts()
         entries["Communication"][1].pop("recipient")  # to the preferred provider
         request = bundle(kind, entries)
