@@ -369,13 +369,19 @@ async def transaction(request: Request, client: CurrentClient, bridge: BridgeDep
     return fhir_response(answer_bundle, 200)
 
 
+def _load(body: bytes, content_type: str) -> dict[str, Any]:
+    """The posted JSON or XML as FHIR JSON, for a look at a Bundle's shape before the
+    dialect parses it in full (its XML issues are the dialect's to report)."""
+    if fhir_r4.media_format(content_type) == "xml":
+        loaded, _ = fhirmodel.load_xml(body)
+        return loaded
+    return fhirmodel.load_json(body)
+
+
 def _transaction_entries(body: bytes, content_type: str) -> tuple[str, list[str]]:
     """The Bundle's type (``transaction`` or ``batch``) and the resource type of each of
     its entries; anything else is refused here, before the Communication's own checks."""
-    if fhir_r4.media_format(content_type) == "xml":
-        bundle, _ = fhirmodel.load_xml(body)
-    else:
-        bundle = fhirmodel.load_json(body)
+    bundle = _load(body, content_type)
     kind = bundle.get("type")
     if bundle.get("resourceType") != "Bundle" or kind not in ("transaction", "batch"):
         raise WijkbrugError(
@@ -402,10 +408,7 @@ def _transaction_entries(body: bytes, content_type: str) -> tuple[str, list[str]
 def _message_header_id(body: bytes, content_type: str) -> str:
     """The id of the request's MessageHeader (the first entry of a message Bundle);
     anything else is refused here, before the Communication's own checks."""
-    if fhir_r4.media_format(content_type) == "xml":
-        bundle, _ = fhirmodel.load_xml(body)
-    else:
-        bundle = fhirmodel.load_json(body)
+    bundle = _load(body, content_type)
     entries = bundle.get("entry") if bundle.get("resourceType") == "Bundle" else None
     entry = entries[0] if isinstance(entries, list) and entries else None
     first = entry.get("resource") if isinstance(entry, dict) else None
