@@ -276,12 +276,17 @@ def _without_profiles(meta: Any) -> Any:
     return rest or None
 
 
-def _copy(source: JsonObject, target: JsonObject, *names: str) -> None:
+def _copy(
+    source: JsonObject,
+    target: JsonObject,
+    *names: str,
+    copy: Callable[[Any], Any] = fhirmodel.json_copy,
+) -> None:
     """Copy elements both versions share (with their ``_`` twins, and without profiles)."""
     for name in names:
         for key in (name, f"_{name}"):
             if key in source:
-                target[key] = fhirmodel.json_copy(source[key])
+                target[key] = copy(source[key])
         if name == "meta" and "meta" in target:
             meta = _without_profiles(target["meta"])
             if meta is None:
@@ -303,15 +308,19 @@ def _walk(node: Any, visit: Callable[[JsonObject], None], depth: int = 0) -> Non
             _walk(item, visit, depth + 1)
 
 
-def _normalise_identifier_systems(node: JsonObject) -> None:
-    """OID identifier systems (zib2017 senders) as the NamingSystem URIs R4 nl-core uses."""
-
-    def visit(obj: JsonObject) -> None:
-        system = obj.get("system")
-        if isinstance(system, str) and system in OID_TO_SYSTEM and "code" not in obj:
-            obj["system"] = OID_TO_SYSTEM[system]
-
-    _walk(node, visit)
+def _r4_copy(value: Any) -> Any:
+    """A copy of STU3 JSON on its way to R4, with OID identifier systems (zib2017 senders)
+    as the NamingSystem URIs R4 nl-core uses: the STU3 -> R4 mapping copies every element
+    it carries with this, so the systems need no walk of their own."""
+    if isinstance(value, dict):
+        out = {key: _r4_copy(item) for key, item in value.items()}
+        system = out.get("system")
+        if isinstance(system, str) and system in OID_TO_SYSTEM and "code" not in out:
+            out["system"] = OID_TO_SYSTEM[system]
+        return out
+    if isinstance(value, list):
+        return [_r4_copy(item) for item in value]
+    return value
 
 
 def _drop_reference_types(node: JsonObject) -> None:
@@ -364,27 +373,26 @@ class _Mapping:
     def communication(self, source: JsonObject) -> JsonObject:
         """The R4 Communication, its elements in R4 order."""
         out: JsonObject = {"resourceType": "Communication"}
-        _copy(source, out, "id", "meta", "implicitRules", "language", "text")
+        _copy(source, out, "id", "meta", "implicitRules", "language", "text", copy=_r4_copy)
         self._contained(source, out)
         extensions = self._extensions(source, out)
-        _copy(source, out, "modifierExtension", "identifier")
+        _copy(source, out, "modifierExtension", "identifier", copy=_r4_copy)
         self._definition(source, out, extensions)
-        _copy(source, out, "basedOn", "partOf")
+        _copy(source, out, "basedOn", "partOf", copy=_r4_copy)
         self._carried(source, out)
         self._status(source, out)
         self._rename(source, out, "notDoneReason", "statusReason")
-        _copy(source, out, "category")
+        _copy(source, out, "category", copy=_r4_copy)
         self._priority(source, out)
-        _copy(source, out, "medium", "subject")
+        _copy(source, out, "medium", "subject", copy=_r4_copy)
         self._rename(source, out, "topic", "about")
         self._context(source, out, extensions)
-        _copy(source, out, "sent", "received", "recipient")
+        _copy(source, out, "sent", "received", "recipient", copy=_r4_copy)
         self._sender(source, out)
-        _copy(source, out, "reasonCode", "reasonReference", "payload", "note")
+        _copy(source, out, "reasonCode", "reasonReference", "payload", "note", copy=_r4_copy)
         if out.get("extension") == []:
             del out["extension"]
         _forget_references(out, self.left_out, "(not carried over from FHIR STU3)")
-        _normalise_identifier_systems(out)
         return out
 
     # -- the parts
@@ -397,22 +405,24 @@ class _Mapping:
         at = f"extension[{len(extensions)}]"
         self._moved(at, stu3_path)
         self._moved(f"{at}.valueReference", stu3_path)
-        extensions.append({"url": url, "valueReference": fhirmodel.json_copy(value)})
+        extensions.append({"url": url, "valueReference": _r4_copy(value)})
 
     def _rename(self, source: JsonObject, out: JsonObject, stu3_name: str, r4_name: str) -> None:
         if stu3_name in source:
-            out[r4_name] = fhirmodel.json_copy(source[stu3_name])
+            out[r4_name] = _r4_copy(source[stu3_name])
             self._moved(r4_name, stu3_name)
 
     def _contained(self, source: JsonObject, out: JsonObject) -> None:
         value = source.get("contained")
         if not isinstance(value, list):
-            _copy(source, out, "contained")  # malformed: the R4 check says so at that path
+            _copy(
+                source, out, "contained", copy=_r4_copy
+            )  # malformed: the R4 check says so at that path
             return
         kept: list[Any] = []
         for index, item in enumerate(value):
             # Not an object: kept as it is, for the R4 check to report at the same place.
-            mapped = _contained_to_r4(item) if isinstance(item, dict) else fhirmodel.json_copy(item)
+            mapped = _contained_to_r4(item) if isinstance(item, dict) else _r4_copy(item)
             if mapped is None and isinstance(item, dict):
                 self.left_out.add(str(item.get("id")))
                 continue
@@ -424,7 +434,7 @@ class _Mapping:
         """The extensions that stay extensions (more may be added for STU3-only elements)."""
         value = source.get("extension")
         if not isinstance(value, list):
-            _copy(source, out, "extension")
+            _copy(source, out, "extension", copy=_r4_copy)
             return []
         kept: list[Any] = []
         carried = (PRIORITY_EXTENSION, IN_RESPONSE_TO_EXTENSION, TOPIC_EXTENSION)
@@ -432,7 +442,7 @@ class _Mapping:
             if isinstance(ext, dict) and ext.get("url") in carried:
                 continue  # mapped to its R4 element
             self._moved(f"extension[{len(kept)}]", f"extension[{index}]")
-            kept.append(fhirmodel.json_copy(ext))
+            kept.append(_r4_copy(ext))
         out["extension"] = kept
         return kept
 
@@ -456,13 +466,13 @@ class _Mapping:
         for index, ext in _extensions(source, IN_RESPONSE_TO_EXTENSION):
             if isinstance(ext.get("valueReference"), dict):
                 self._moved(f"inResponseTo[{len(answers)}]", f"extension[{index}].valueReference")
-                answers.append(fhirmodel.json_copy(ext["valueReference"]))
+                answers.append(_r4_copy(ext["valueReference"]))
         if answers:
             out["inResponseTo"] = answers
         for index, ext in _extensions(source, TOPIC_EXTENSION):
             if isinstance(ext.get("valueCodeableConcept"), dict):
                 self._moved("topic", f"extension[{index}].valueCodeableConcept")
-                out["topic"] = fhirmodel.json_copy(ext["valueCodeableConcept"])
+                out["topic"] = _r4_copy(ext["valueCodeableConcept"])
                 break  # R4 has one topic
 
     def _status(self, source: JsonObject, out: JsonObject) -> None:
@@ -480,9 +490,9 @@ class _Mapping:
         elif isinstance(status, str):
             out["status"] = _STATUS_TO_R4.get(status, status)
         elif status is not None:
-            out["status"] = fhirmodel.json_copy(status)
+            out["status"] = _r4_copy(status)
         if "_status" in source:
-            out["_status"] = fhirmodel.json_copy(source["_status"])
+            out["_status"] = _r4_copy(source["_status"])
 
     def _priority(self, source: JsonObject, out: JsonObject) -> None:
         found = _extensions(source, PRIORITY_EXTENSION)
@@ -540,7 +550,7 @@ class _Mapping:
         sender = source.get("sender")
         if sender is None:
             return
-        out["sender"] = fhirmodel.json_copy(sender)
+        out["sender"] = _r4_copy(sender)
         if not isinstance(sender, dict):
             return
         roles = _extensions(sender, ROLE_EXTENSION)
@@ -566,9 +576,7 @@ class _Mapping:
         # sender reference when the role leaves it out).
         if "practitioner" not in role and _str(sender.get("reference")):
             role["practitioner"] = {
-                k: fhirmodel.json_copy(v)
-                for k, v in sender.items()
-                if k in ("reference", "display")
+                k: _r4_copy(v) for k, v in sender.items() if k in ("reference", "display")
             }
         self._moved("sender.reference", f"sender.extension[{index}].valueReference.reference")
         reference: JsonObject = {"reference": f"#{local}"}
@@ -577,7 +585,7 @@ class _Mapping:
             reference["display"] = display
         others = [e for i, e in enumerate(_list(sender.get("extension"))) if i != index]
         if others:
-            reference["extension"] = fhirmodel.json_copy(others)
+            reference["extension"] = _r4_copy(others)
         out["sender"] = reference
 
     def _contained_resource(self, out: JsonObject, local: str) -> JsonObject | None:
@@ -604,8 +612,8 @@ class _Mapping:
 
 def _contained_to_r4(item: JsonObject) -> JsonObject | None:
     """A contained STU3 resource in R4; ``None`` if it cannot be carried over."""
-    out = fhirmodel.json_copy(item)
-    _copy(item, out, "meta")  # drops the profile claims
+    out: JsonObject = _r4_copy(item)
+    _copy(item, out, "meta", copy=_r4_copy)  # drops the profile claims
     kind = out.get("resourceType")
     if kind in ("Patient", "Practitioner", "RelatedPerson"):
         for name in _list(out.get("name")):

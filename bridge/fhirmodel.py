@@ -124,12 +124,10 @@ def _is_element_id_attribute(type_name: str) -> bool:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> JsonObject:
-    out: JsonObject = {}
-    for key, value in pairs:
-        if key in out:
-            # A repeated key would let one copy slip past a check made on the other.
-            raise _DuplicateKeyError
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        # A repeated key would let one copy slip past a check made on the other.
+        raise _DuplicateKeyError
     return out
 
 
@@ -372,6 +370,46 @@ def _attr_path(path: str, attr: str) -> str:
 
 
 # ---------------------------------------------------------------- JSON rules
+#
+# One walk over every element of every message posted: the hottest code of the parse
+# after the model itself. Each type's elements are looked up in one dict that also holds
+# the ``_name`` twins of its primitives, and a path string is made only where the walk
+# goes down into an object or has an issue to report.
+
+_SKIP, _STRING, _VALUE, _TWIN, _RESOURCE, _COMPLEX = range(6)
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """What one JSON property of a type holds, and how the walk checks it."""
+
+    kind: int
+    name: str  # the element's name (without the ``_`` of a twin)
+    many: bool
+    type_name: str
+    partner: str  # the other half of a primitive and its twin ("_name" / "name"); else ""
+    expected: str | None  # the JSON type a non-string primitive needs (its problem text)
+
+
+_SKIP_SLOT = _Slot(_SKIP, "resourceType", False, "string", "", None)
+
+
+@cache
+def _slots(type_name: str) -> dict[str, _Slot]:
+    """The JSON properties of a FHIR type: every element, and ``_name`` for primitives."""
+    out: dict[str, _Slot] = {}
+    for name, field in _fields(type_name).items():
+        if field.primitive:
+            expected = _NON_STRING.get(field.type_name)
+            kind = _STRING if expected is None else _VALUE
+            out[name] = _Slot(kind, name, field.many, field.type_name, f"_{name}", expected)
+            out[f"_{name}"] = _Slot(_TWIN, name, field.many, "Element", name, None)
+        else:
+            kind = _RESOURCE if field.is_resource else _COMPLEX
+            out[name] = _Slot(kind, name, field.many, field.type_name, "", None)
+    if is_resource_type(type_name):
+        out["resourceType"] = _SKIP_SLOT
+    return out
 
 
 def _check_resource(data: Any, path: str, issues: list[Issue], depth: int) -> None:
@@ -398,68 +436,76 @@ def _check_object(data: Any, type_name: str, path: str, issues: list[Issue], dep
     if not data or (len(data) == 1 and "resourceType" in data):
         issues.append(Issue(ErrorCode.INVALID, "empty objects are not allowed", path))
         return
-    fields = _fields(type_name)
+    slots = _slots(type_name)
     for key, value in data.items():
-        if key == "resourceType" and is_resource_type(type_name):
-            continue
-        twin = key.startswith("_")
-        field = fields.get(key[1:] if twin else key)
-        if field is None or (twin and not field.primitive):
+        slot = slots.get(key)
+        if slot is None:
             issues.append(Issue(ErrorCode.INVALID, "unknown element", _join(path, key)))
             continue
-        child_path = f"{path}.{field.name}"
-        if not field.many:
-            _check_one(value, field, twin, child_path, issues, depth)
+        kind = slot.kind
+        if not slot.many:
+            if kind == _STRING and value.__class__ is str and value.isprintable():
+                continue  # most elements: a string primitive, nothing to report
+            if kind == _COMPLEX and value.__class__ is dict:
+                _check_object(value, slot.type_name, f"{path}.{key}", issues, depth + 1)
+            elif kind != _SKIP:
+                _check_one(value, slot, f"{path}.{slot.name}", issues, depth)
             continue
+        child_path = f"{path}.{slot.name}"
         if not isinstance(value, list):
             issues.append(Issue(ErrorCode.INVALID, "expected a JSON array", child_path))
             continue
         if not value:
             issues.append(Issue(ErrorCode.INVALID, "empty arrays are not allowed", child_path))
             continue
-        partner = data.get(field.name if twin else f"_{field.name}")
-        if field.primitive and isinstance(partner, list) and len(partner) != len(value):
+        partner = data.get(slot.partner) if slot.partner else None
+        if isinstance(partner, list) and len(partner) != len(value):
             issues.append(
                 Issue(ErrorCode.INVALID, "value and extension arrays differ in length", child_path)
             )
         for index, item in enumerate(value):
-            item_path = f"{child_path}[{index}]"
-            if item is None:
-                # A null keeps the two arrays of a primitive aligned; it needs a partner.
-                other = (
-                    partner[index] if isinstance(partner, list) and index < len(partner) else None
-                )
-                if not field.primitive or other is None:
-                    issues.append(Issue(ErrorCode.INVALID, "null is not allowed", item_path))
+            if kind == _STRING and item.__class__ is str and item.isprintable():
                 continue
-            _check_one(item, field, twin, item_path, issues, depth)
+            if kind == _COMPLEX and item.__class__ is dict:
+                _check_object(item, slot.type_name, f"{child_path}[{index}]", issues, depth + 1)
+            elif item is not None:
+                _check_one(item, slot, f"{child_path}[{index}]", issues, depth)
+            elif (
+                partner is None
+                or not isinstance(partner, list)
+                or index >= len(partner)
+                or (partner[index] is None)
+            ):
+                # A null keeps the two arrays of a primitive aligned; it needs a partner.
+                issues.append(
+                    Issue(ErrorCode.INVALID, "null is not allowed", f"{child_path}[{index}]")
+                )
 
 
-def _check_one(
-    value: Any, field: _Field, twin: bool, path: str, issues: list[Issue], depth: int
-) -> None:
+def _check_one(value: Any, slot: _Slot, path: str, issues: list[Issue], depth: int) -> None:
+    """One value that is not a plain string, nor an object of a complex type."""
+    kind = slot.kind
     if isinstance(value, list):
         issues.append(Issue(ErrorCode.INVALID, "expected a single value, not an array", path))
     elif value is None:
         issues.append(Issue(ErrorCode.INVALID, "null is not allowed", path))
-    elif twin:
-        _check_object(value, "Element", path, issues, depth + 1)
-    elif field.primitive:
-        problem = _primitive_problem(value, field.type_name)
+    elif kind in (_STRING, _VALUE):
+        problem = _primitive_problem(value, slot.type_name, slot.expected)
         if problem:
             issues.append(Issue(ErrorCode.VALUE, problem, path))
-    elif field.is_resource:
+    elif kind == _RESOURCE:
         _check_resource(value, path, issues, depth + 1)
-    else:
-        _check_object(value, field.type_name, path, issues, depth + 1)
+    else:  # a complex type, or a primitive's ``_name`` twin (an Element)
+        _check_object(value, slot.type_name, path, issues, depth + 1)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-def _primitive_problem(value: Any, type_name: str) -> str | None:
-    """What is wrong with the JSON type of a primitive (its format is the model's job)."""
-    expected = _NON_STRING.get(type_name)
+def _primitive_problem(value: Any, type_name: str, expected: str | None) -> str | None:
+    """What is wrong with the JSON type of a primitive (its format is the model's job).
+
+    ``expected`` is the problem text of a primitive that is not a JSON string."""
     if expected is None:  # most primitives are JSON strings
         if not isinstance(value, str):
             return "expected a JSON string"

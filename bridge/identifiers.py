@@ -23,6 +23,9 @@ OID_TO_SYSTEM = {
 }
 
 _POSTCODE = re.compile(r"^\s*([1-9][0-9]{3})\s*([A-Za-z]{2})?\s*$")
+_NINE_DIGITS = re.compile(r"[0-9]{9}")
+_EIGHT_DIGITS = re.compile(r"[0-9]{8}")
+_BSN_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
 _MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
 
 
@@ -33,21 +36,20 @@ def normalise_system(system: str) -> str:
 
 def is_valid_bsn(value: str) -> bool:
     """The BSN 11-test (elfproef): 9 digits, weights 9..2 and -1, sum divisible by 11."""
-    if not re.fullmatch(r"[0-9]{9}", value):
+    if not _NINE_DIGITS.fullmatch(value):
         return False
-    digits = [int(c) for c in value]
-    total = sum(d * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True)) - digits[8]
+    total = sum(int(d) * w for d, w in zip(value, _BSN_WEIGHTS, strict=True))
     return total % 11 == 0 and value != "000000000"
 
 
 def is_valid_agb(value: str) -> bool:
     """An AGB code is 8 digits."""
-    return re.fullmatch(r"[0-9]{8}", value) is not None
+    return _EIGHT_DIGITS.fullmatch(value) is not None
 
 
 def is_valid_ura(value: str) -> bool:
     """A URA number is 8 digits."""
-    return re.fullmatch(r"[0-9]{8}", value) is not None
+    return _EIGHT_DIGITS.fullmatch(value) is not None
 
 
 def normalise_postcode(value: str) -> str | None:
