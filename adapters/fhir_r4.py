@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -360,12 +360,11 @@ def _dangling(what: str, reference: str, path: str) -> Issue:
 # ------------------------------------------------- small readers of untrusted JSON
 
 
-def _items(value: Any) -> Iterator[tuple[int, JsonObject]]:
+def _items(value: Any) -> list[tuple[int, JsonObject]]:
     """The objects of a JSON array with their index (anything else is skipped)."""
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, dict):
-                yield index, item
+    if not isinstance(value, list):
+        return []
+    return [(index, item) for index, item in enumerate(value) if isinstance(item, dict)]
 
 
 def _str(value: Any) -> str | None:
@@ -425,8 +424,10 @@ def _logical_identifiers(reference: JsonObject, path: str) -> list[tuple[str, st
 
 def _human_name(value: Any) -> str | None:
     """The display form of a list of HumanName (official first; text, else given family)."""
-    order = {"official": 0, "usual": 1}
-    names = sorted((n for _, n in _items(value)), key=lambda n: order.get(str(n.get("use")), 2))
+    names = [n for _, n in _items(value)]
+    if len(names) > 1:
+        order = {"official": 0, "usual": 1}
+        names.sort(key=lambda n: order.get(str(n.get("use")), 2))
     for name in names:
         if text := _str(name.get("text")):
             return text

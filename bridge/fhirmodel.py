@@ -30,6 +30,7 @@ Diagnostics never contain input values: a resource carries patient data.
 from __future__ import annotations
 
 import json
+import marshal
 import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -541,16 +542,15 @@ def check(resource: JsonObject, *, json_rules: bool = True) -> list[Issue]:
 
 
 def json_copy(value: _J) -> _J:
-    """A deep copy of JSON data (dicts, lists and scalars); much cheaper than deepcopy."""
-    return cast(_J, _json_copy(value))
+    """A deep copy of JSON data (dicts, lists, strings, numbers, booleans, None).
 
-
-def _json_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _json_copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_copy(item) for item in value]
-    return value
+    A ``marshal`` round trip: it keeps every one of those types exactly (floats to the
+    bit, key order) at C speed, about twice as fast as a recursive copy in Python and
+    many times faster than ``copy.deepcopy``. Its nesting limit is above what
+    ``json.loads`` can produce."""
+    data: Any = value
+    # Loads only what the line itself has just dumped: nothing from outside.
+    return cast(_J, marshal.loads(marshal.dumps(data)))  # noqa: S302
 
 
 def check_json(resource: JsonObject) -> list[Issue]:

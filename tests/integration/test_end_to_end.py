@@ -21,6 +21,8 @@ import httpx
 import pytest
 
 from tests.support.bridge import BridgeSite
+from tests.support.bundles import bundle, parts
+from tests.support.bundles import communication as nictiz_communication
 from tests.support.jsclient import JsClient
 from tests.support.synapse import SynapseFactory, SynapseInstance
 
@@ -305,9 +307,6 @@ async def test_nictiz_examples_in_a_transaction_bundle_reach_the_nurse(
     """A Communication built around the published Nictiz zib2020 examples (Patient,
     Practitioner, PractitionerRole, Organization), as a transaction Bundle, routes and
     reaches a case room with the Nictiz patient's context."""
-    from tests.unit.test_fhir_r4_bundles import bundle, parts
-    from tests.unit.test_fhir_r4_bundles import communication as nictiz_communication
-
     site.bridge.cli(
         "route", "add", "--care-type", "wondzorg", "--pc4", "1011-1018", "--provider", "12345678"
     )
