@@ -35,21 +35,23 @@ from bridge.identifiers import (
     MESSAGE_SYSTEM,
     URA_SYSTEM,
 )
+from tests.support.bundles import (
+    FHIR_NS,
+    JSON,
+    NICTIZ,
+    NICTIZ_BSN,
+    REPO,
+    SENDER_ID,
+    TEXT,
+    XML,
+    Json,
+)
 from tests.support.issues import only, rejected
 
-REPO = Path(__file__).resolve().parents[2]
-# Copied unchanged from shared/fixtures (CC0; source and commit in tests/data/nictiz/README.md)
-# so that the golden tests never depend on a folder outside the repository.
-NICTIZ = REPO / "tests" / "data" / "nictiz" / "R4-zib2020"
+# The Nictiz examples are copied unchanged from shared/fixtures (CC0; source and commit in
+# tests/data/nictiz/README.md), so that the golden tests never depend on a folder outside
+# the repository; tests/support/bundles.py names their place and the shared constants.
 EXAMPLE = REPO / "fhir" / "examples" / "Communication-wondzorg-example.json"
-
-Json = dict[str, Any]
-JSON = "application/fhir+json"
-XML = "application/fhir+xml"
-FHIR_NS = fhirmodel.FHIR_NS
-NICTIZ_BSN = "111222333"  # the BSN of nl-core-Patient-01
-SENDER_ID = "urn:oid:2.16.528.1.1007.3.3.01999999.1"  # the HIS's own message ids
-TEXT = "Graag wondcontrole na ontslag; verband dagelijks verwisselen."
 
 
 # ---------------------------------------------------------------- building inputs
