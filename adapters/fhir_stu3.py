@@ -415,9 +415,8 @@ class _Mapping:
     def _contained(self, source: JsonObject, out: JsonObject) -> None:
         value = source.get("contained")
         if not isinstance(value, list):
-            _copy(
-                source, out, "contained", copy=_r4_copy
-            )  # malformed: the R4 check says so at that path
+            # Malformed: the R4 check says so at that path.
+            _copy(source, out, "contained", copy=_r4_copy)
             return
         kept: list[Any] = []
         for index, item in enumerate(value):

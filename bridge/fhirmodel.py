@@ -448,7 +448,7 @@ def _check_object(data: Any, type_name: str, path: str, issues: list[Issue], dep
             if kind == _STRING and value.__class__ is str and value.isprintable():
                 continue  # most elements: a string primitive, nothing to report
             if kind == _COMPLEX and value.__class__ is dict:
-                _check_object(value, slot.type_name, f"{path}.{key}", issues, depth + 1)
+                _check_object(value, slot.type_name, f"{path}.{slot.name}", issues, depth + 1)
             elif kind != _SKIP:
                 _check_one(value, slot, f"{path}.{slot.name}", issues, depth)
             continue
@@ -471,12 +471,7 @@ def _check_object(data: Any, type_name: str, path: str, issues: list[Issue], dep
                 _check_object(item, slot.type_name, f"{child_path}[{index}]", issues, depth + 1)
             elif item is not None:
                 _check_one(item, slot, f"{child_path}[{index}]", issues, depth)
-            elif (
-                partner is None
-                or not isinstance(partner, list)
-                or index >= len(partner)
-                or (partner[index] is None)
-            ):
+            elif not isinstance(partner, list) or index >= len(partner) or partner[index] is None:
                 # A null keeps the two arrays of a primitive aligned; it needs a partner.
                 issues.append(
                     Issue(ErrorCode.INVALID, "null is not allowed", f"{child_path}[{index}]")
