@@ -11,8 +11,8 @@ read (it rejects ``TXT:1+...``, which our adapter takes).
 Goal (issue: practice-system dialects): the adapter costs at most 25% on top of plain
 parsing, i.e. ratio = adapter msgs/s / plain msgs/s >= 0.8. A row's rate is for one pass
 over its corpus (the sum of each message's time, each timed on its own); its note gives
-the ratio per message, so a large message cannot hide a small one. Prints a table and writes benchmarks/results/dialects.json; ``make bench``
-calls ``run()``.
+the ratio per message, so a large message cannot hide a small one. Run alone it prints a
+table and writes benchmarks/results/dialects.json; ``make bench`` calls ``run()``.
 """
 
 from __future__ import annotations
@@ -99,14 +99,10 @@ def corpora() -> list[Corpus]:
         )
 
     return [
-        Corpus(
-            "fhir-r4.json", "fhir.resources", [r4(b, JSON, n) for n, b in r4_json.items()]
-        ),
+        Corpus("fhir-r4.json", "fhir.resources", [r4(b, JSON, n) for n, b in r4_json.items()]),
         Corpus("fhir-r4.xml", "fhir.resources XML", [r4(b, XML, n) for n, b in r4_xml.items()]),
         Corpus("fhir-stu3.json", "fhir.resources", [stu3_sample(n, JSON) for n in stu3_names]),
-        Corpus(
-            "fhir-stu3.xml", "fhir.resources XML", [stu3_sample(n, XML) for n in stu3_names]
-        ),
+        Corpus("fhir-stu3.xml", "fhir.resources XML", [stu3_sample(n, XML) for n in stu3_names]),
         Corpus("edifact-medvri", "pydifact parsing", [edi(n) for n in edifact]),
     ]
 
