@@ -300,11 +300,32 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    _worker_index_from_environment(data)
     data_dir = Path(str(data.get("data_dir", path.parent)))
     if not data_dir.is_absolute():
         data_dir = (path.parent / data_dir).resolve()
     data["data_dir"] = str(data_dir)
     return parse_settings(data)
+
+
+WORKER_INDEX_ENV = "WIJKBRUG_WORKER_INDEX"
+
+
+def _worker_index_from_environment(data: dict[str, Any]) -> None:
+    """``$WIJKBRUG_WORKER_INDEX`` sets ``workers.index``: the replicas of one deployment
+    (a Kubernetes StatefulSet, two compose services) share one config file and differ in
+    this number only."""
+    raw = os.environ.get(WORKER_INDEX_ENV)
+    if raw is None:
+        return
+    if not raw.strip().isdigit():
+        raise ConfigError(f"${WORKER_INDEX_ENV}: expected a whole number, got {raw[:20]!r}")
+    workers = data.get("workers")
+    if workers is None:
+        workers = data["workers"] = {}
+    if not isinstance(workers, dict):
+        raise ConfigError("workers: expected a mapping")
+    workers["index"] = int(raw)
 
 
 def _write_secret(path: Path) -> None:

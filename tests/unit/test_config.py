@@ -51,6 +51,29 @@ def test_unreadable_config_file(tmp_path: Path) -> None:
         load_settings(bad)
 
 
+def test_the_worker_index_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One config file for every replica (a StatefulSet, two compose services): each
+    process takes its ``workers.index`` from $WIJKBRUG_WORKER_INDEX."""
+    path = generate_config(tmp_path, database_url="postgresql+psycopg://wijkbrug@db/wijkbrug")
+    path.write_text(path.read_text() + "workers:\n  count: 2\n")
+    assert load_settings(path).workers.index == 0
+    monkeypatch.setenv("WIJKBRUG_WORKER_INDEX", "1")
+    settings = load_settings(path)
+    assert (settings.workers.count, settings.workers.index, settings.workers.primary) == (
+        2,
+        1,
+        False,
+    )
+    monkeypatch.setenv("WIJKBRUG_WORKER_INDEX", "2")  # past count: the usual range error
+    with pytest.raises(ConfigError, match=r"workers.*index must be 0 \.\. count - 1"):
+        load_settings(path)
+    monkeypatch.setenv("WIJKBRUG_WORKER_INDEX", "one")
+    with pytest.raises(ConfigError, match="WIJKBRUG_WORKER_INDEX: expected a whole number"):
+        load_settings(path)
+
+
 def test_registration_claims_the_ghost_namespace_exclusively() -> None:
     settings = parse_settings(
         {"appservice": {"as_token": "a", "hs_token": "b"}, "homeserver": {"server_name": "zorg.nl"}}

@@ -42,6 +42,7 @@ COMPOSE = DEPLOY / "compose"
 KUBERNETES = DEPLOY / "kubernetes"
 SERVER = "zorg.example.nl"
 BRIDGE_URL = "http://wijkbrug:8080"
+BRIDGES = ["wijkbrug", "wijkbrug-worker1"]  # the compose site's bridge processes, index order
 SITE = SynapseSite(SERVER, BRIDGE_URL)
 SITE_ARGS = ["--server-name", SERVER, "--bridge-url", BRIDGE_URL]
 REGENERATE = (
@@ -325,7 +326,7 @@ def test_compose_names_every_service_and_holds_no_secret() -> None:
         "wijkbrug-db",
         "redis",
         *(p.service for p in PROCESSES),
-        "wijkbrug",
+        *BRIDGES,
         "caddy",
         "element",
         "prometheus",
@@ -341,14 +342,17 @@ def test_compose_names_every_service_and_holds_no_secret() -> None:
         assert not {"POSTGRES_PASSWORD", "PGPASSWORD", "WIJKBRUG_KEYRING"} & set(env), name
     for process in PROCESSES:
         assert set(services[process.service]["secrets"]) == set(deployment.SYNAPSE_SECRETS)
-    assert set(services["wijkbrug"]["secrets"]) == set(deployment.BRIDGE_SECRETS)
+    for bridge in BRIDGES:
+        assert set(services[bridge]["secrets"]) == set(deployment.BRIDGE_SECRETS)
 
     env_lines = (COMPOSE / ".env.example").read_text().splitlines()
     pairs = dict(line.split("=", 1) for line in env_lines if line and not line.startswith("#"))
     assert inline_secrets(pairs) == [] and pairs["SERVER_NAME"] == SERVER
 
 
-def test_compose_runs_the_generated_synapse_config_and_one_bridge() -> None:
+def test_compose_runs_the_generated_synapse_config_and_two_bridge_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     services = compose()["services"]
     for process in PROCESSES:
         service = services[process.service]
@@ -359,12 +363,29 @@ def test_compose_runs_the_generated_synapse_config_and_one_bridge() -> None:
             source = volume.split(":", 1)[0]
             if source.startswith("."):
                 assert (COMPOSE / source).resolve().exists(), volume
-    bridge = services["wijkbrug"]
-    assert "/readyz" in " ".join(bridge["healthcheck"]["test"])
-    assert bridge.get("deploy", {}).get("replicas", 1) == 1 and "scale" not in bridge
-    assert [name for name in services if name.startswith("wijkbrug") and name != "wijkbrug-db"] == [
-        "wijkbrug"
-    ]
+    # Two bridge processes, one config file: each its index and its own devices' volume.
+    assert [n for n in services if n.startswith("wijkbrug") and n != "wijkbrug-db"] == BRIDGES
+    data_volumes = set()
+    for index, name in enumerate(BRIDGES):
+        bridge = services[name]
+        assert "/readyz" in " ".join(bridge["healthcheck"]["test"]), name
+        assert bridge.get("deploy", {}).get("replicas", 1) == 1 and "scale" not in bridge
+        assert bridge["environment"]["WIJKBRUG_WORKER_INDEX"] == str(index)
+        assert "./wijkbrug.yaml:/etc/wijkbrug/config.yaml:ro" in bridge["volumes"]
+        [data] = [v for v in bridge["volumes"] if v.endswith(":/var/lib/wijkbrug")]
+        data_volumes.add(data)
+        monkeypatch.setenv("WIJKBRUG_WORKER_INDEX", str(index))
+        workers = load_settings(COMPOSE / "wijkbrug.yaml").workers
+        assert (workers.count, workers.index) == (len(BRIDGES), index)
+    assert len(data_volumes) == len(BRIDGES)
+    assert "build" in services["wijkbrug"] and "build" not in services["wijkbrug-worker1"]
+    # Process 1 starts once process 0 is ready (migrated) and takes no traffic: the
+    # appservice transactions go to process 0 (BRIDGE_URL), so do caddy's routes (below).
+    assert services["wijkbrug-worker1"]["depends_on"] == {
+        "wijkbrug": {"condition": "service_healthy"}
+    }
+    assert urlsplit(BRIDGE_URL).hostname == "wijkbrug"
+    monkeypatch.delenv("WIJKBRUG_WORKER_INDEX")
 
     settings = load_settings(COMPOSE / "wijkbrug.yaml")
     assert settings.homeserver.server_name == SERVER
@@ -397,7 +418,9 @@ def test_caddy_prometheus_and_element_follow_the_topology() -> None:
         for group in job["static_configs"]
         for target in group["targets"]
     }
-    assert targets == {"wijkbrug:8080"} | {f"{p.service}:{p.metrics_port}" for p in PROCESSES}
+    assert targets == {f"{b}:8080" for b in BRIDGES} | {
+        f"{p.service}:{p.metrics_port}" for p in PROCESSES
+    }
 
     element = json.loads((COMPOSE / "element-config.json").read_text())
     homeserver = element["default_server_config"]["m.homeserver"]
@@ -451,14 +474,27 @@ def test_every_manifest_parses_and_every_workload_has_probes_and_resources() -> 
     assert inline_secrets([doc for _, doc in manifests() if doc["kind"] != "ConfigMap"]) == []
 
 
-def test_one_bridge_replica_probed_on_readyz_reached_by_proxy_and_synapse_only() -> None:
+def test_two_bridge_pods_probed_on_readyz_reached_by_proxy_and_synapse_only() -> None:
     bridge = by_name("StatefulSet", "wijkbrug")
-    assert bridge["spec"]["replicas"] == 1
+    assert bridge["spec"]["replicas"] == len(BRIDGES)
+    assert bridge["spec"].get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+    assert [t["metadata"]["name"] for t in bridge["spec"]["volumeClaimTemplates"]] == ["data"]
     [container] = bridge["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["WIJKBRUG_WORKER_INDEX"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+    # Pod 0 runs the bot: the appservice transactions and all HTTP traffic go to it.
+    service = by_name("Service", "wijkbrug")
+    assert service["spec"]["selector"] == {
+        "app.kubernetes.io/name": "wijkbrug",
+        "statefulset.kubernetes.io/pod-name": "wijkbrug-0",
+    }
     budget = by_name("PodDisruptionBudget", "wijkbrug")
     assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "wijkbrug"}
+    assert budget["spec"]["maxUnavailable"] == 0
 
     deny = by_name("NetworkPolicy", "default-deny-ingress")
     assert deny["spec"]["podSelector"] == {} and "ingress" not in deny["spec"]
