@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from bridge import deployment
-from bridge.config import load_settings
+from bridge.config import WORKER_INDEX_ENV, load_settings
 from bridge.deployment import APPSERVICE_SENDER, EVENT_PERSISTER, GENERIC_WORKER, MAIN
 from bridge.homeserver import free_port
 from tests.conftest import PG_ADMIN_DSN
@@ -162,13 +162,16 @@ def topology(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 "hs_token_path": str(synapse.secrets / "wijkbrug_hs_token"),
             },
         )
-        first.configure("workers", {"count": 2, "index": 0})
+        # As deploy/ runs them: one config with workers.count, each process's index from
+        # $WIJKBRUG_WORKER_INDEX.
+        first.configure("workers", {"count": 2})
+        first.env[WORKER_INDEX_ENV] = "0"
         appservice = load_settings(first.config_path).appservice
         fragments = synapse.write_config(
             deployment.site_settings(site, appservice, token_dir=synapse.secrets)
         )
         assert_same_shape_as_committed(fragments)
-        second = first.another_worker(tmp / "bridge1", index=1)
+        second = first.another_worker(tmp / "bridge1", index=1, index_from_environment=True)
         try:
             redis_command(REDIS_HOST, REDIS_PORT, "FLUSHDB", db=REDIS_DBID)
             started = time.monotonic()

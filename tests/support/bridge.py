@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bridge.config import generate_config, load_settings, write_registration
+from bridge.config import WORKER_INDEX_ENV, generate_config, load_settings, write_registration
 from bridge.homeserver import free_port
 from bridge.secretbox import Keyring
 
@@ -37,6 +37,8 @@ class BridgeSite:
     port: int
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
+    # The environment of its processes beyond ours ($WIJKBRUG_WORKER_INDEX, as deploy/ sets it).
+    env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.log_path = self.data_dir / "bridge.log"
@@ -48,9 +50,13 @@ class BridgeSite:
         write_registration(load_settings(data_dir / "config.yaml"))
         return cls(data_dir, port)
 
-    def another_worker(self, data_dir: Path, index: int) -> BridgeSite:
+    def another_worker(
+        self, data_dir: Path, index: int, *, index_from_environment: bool = False
+    ) -> BridgeSite:
         """A further process of this installation (same database, tokens and keys; its
-        own port and crypto stores): worker ``index`` of the ``workers.count`` set here."""
+        own port and crypto stores): worker ``index`` of the ``workers.count`` set here.
+        ``index_from_environment``: the index comes from $WIJKBRUG_WORKER_INDEX, as in
+        deploy/, rather than from its config file."""
         config = yaml.safe_load(self.config_path.read_text())
         data_dir.mkdir(parents=True)
         Keyring.load_or_create(self.data_dir / "keys" / "keyring.json")  # one for all
@@ -58,9 +64,15 @@ class BridgeSite:
             shutil.copytree(self.data_dir / shared, data_dir / shared)
         port = free_port()
         config.setdefault("http", {})["port"] = port
-        config.setdefault("workers", {})["index"] = index
+        workers = config.setdefault("workers", {})
+        env = {}
+        if index_from_environment:
+            workers.pop("index", None)
+            env[WORKER_INDEX_ENV] = str(index)
+        else:
+            workers["index"] = index
         (data_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        return BridgeSite(data_dir, port)
+        return BridgeSite(data_dir, port, env=env)
 
     @property
     def config_path(self) -> Path:
@@ -92,6 +104,7 @@ class BridgeSite:
             text=True,
             timeout=120,
             check=False,
+            env={**os.environ, **self.env},
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -105,7 +118,7 @@ class BridgeSite:
             [WIJKBRUG, "--config", str(self.config_path), "serve"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
         )
         log.close()
         deadline = time.monotonic() + timeout
