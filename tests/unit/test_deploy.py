@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import shutil
 import stat
@@ -612,6 +613,38 @@ def test_caddy_validates_the_caddyfile() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_docker_compose_accepts_the_compose_file(tmp_path: Path) -> None:
+    """Debian's docker-compose (1.29; .ci/run installs it) resolves the file: the anchors,
+    the secrets, both bridge processes. 1.29 predates the top-level ``name:``, so it reads
+    a copy without that line, with the project directory where the original is."""
+    assert shutil.which("docker-compose"), "apt-get install docker-compose"
+    text = (COMPOSE / "compose.yaml").read_text()
+    assert "\nname: wijkbrug\n" in text
+    copy = tmp_path / "compose.yaml"
+    copy.write_text(text.replace("\nname: wijkbrug\n", "\n"))
+    env = {"SERVER_NAME": SERVER, "ELEMENT_HOST": f"element.{SERVER}", "ACME_EMAIL": "a@b.nl"}
+    result = subprocess.run(
+        [
+            "docker-compose",
+            *("--project-name", "wijkbrug", "--project-directory", str(COMPOSE)),
+            *("-f", str(copy), "config"),
+        ],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{COMPOSE}/Caddyfile:/etc/caddy/Caddyfile:ro" in result.stdout
+    resolved = yaml.safe_load(result.stdout)["services"]
+    for index, name in enumerate(BRIDGES):
+        assert resolved[name]["environment"]["WIJKBRUG_WORKER_INDEX"] == str(index)
+        assert resolved[name]["image"] == "wijkbrug:0.1.0"
+        resolved_secrets = [secret["source"] for secret in resolved[name]["secrets"]]
+        assert resolved_secrets == compose()["services"][name]["secrets"]
 
 
 def test_kubernetes_schemas_accept_the_manifests() -> None:
