@@ -130,7 +130,9 @@ def _attachments_from_list(items: list[dict[str, Any]] | None) -> tuple[Attachme
 
 
 def message_to_dict(msg: CaseMessage) -> dict[str, Any]:
-    data = asdict(replace(msg, attachments=()))
+    # The resource is JSON already: taken as it is, not copied by asdict() element by element.
+    data = asdict(replace(msg, attachments=(), resource={}))
+    data["resource"] = msg.resource
     data["attachments"] = _attachments_to_list(msg.attachments)
     data["care_type"] = msg.care_type.value
     data["priority"] = msg.priority.value
