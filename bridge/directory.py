@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Connection, Table, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,10 @@ from bridge.trail import AuditTrail
 ORG_KINDS = ("practice", "provider", "hap")
 ADMIN_ROLES = ("region-admin", "wijk-coordinator", "org-admin")
 VERSION_KEY = "directory_version"
+# At most this many integration clients' tokens are remembered between directory changes.
+CLIENT_CACHE_SIZE = 10_000
+_META = cast(Table, Meta.__table__)
+_VERSION_NOW = select(_META.c.value).where(_META.c.key == VERSION_KEY)
 
 
 def normalise_fingerprint(value: str) -> str | None:
@@ -73,19 +77,20 @@ def normalise_fingerprint(value: str) -> str | None:
     return hexed
 
 
-def decision_row(
+def decision_values(
     decision: Decision, priority: Priority, practice_id: int | None, case_id: int | None
-) -> RoutingDecision:
-    """A routing decision as the admin page shows it (area and care type, no patient)."""
-    return RoutingDecision(
-        care_type=decision.care_type.value,
-        pc4=decision.pc4,
-        priority=priority.value,
-        provider_id=decision.provider_id,
-        practice_id=practice_id,
-        case_id=case_id,
-        reasons=list(decision.reasons),
-    )
+) -> dict[str, Any]:
+    """A routing decision's row as the admin page shows it (area and care type, no
+    patient)."""
+    return {
+        "care_type": decision.care_type.value,
+        "pc4": decision.pc4,
+        "priority": priority.value,
+        "provider_id": decision.provider_id,
+        "practice_id": practice_id,
+        "case_id": case_id,
+        "reasons": list(decision.reasons),
+    }
 
 
 def hash_token(token: str) -> str:
@@ -206,7 +211,13 @@ class Directory(AuditTrail):
     def reading(self) -> AbstractContextManager[Session]:  # provided by Store
         raise NotImplementedError
 
+    def read_connection(self) -> AbstractContextManager[Connection]:  # provided by Store
+        raise NotImplementedError
+
     _cached_table: tuple[int, RoutingTable] | None = None
+    # Known tokens' clients at a directory version: (version, {token hash: (client,
+    # expiry)}); replaced whole when the version moves (set by the Store).
+    _client_cache: tuple[int, dict[str, tuple[ClientRef, datetime | None]]]
     # The region's GP office hours (config ``office_hours``; set when the store is opened).
     office: tuple[time, time] = (OFFICE_OPENS, OFFICE_CLOSES)
 
@@ -767,13 +778,20 @@ class Directory(AuditTrail):
         row = s.get(Meta, VERSION_KEY)
         return int(row.value) if row else 0
 
+    def directory_version(self) -> int:
+        """The directory's version now: every admin change bumps it (one indexed read,
+        without a session; what the caches of the hot paths check against)."""
+        with self.read_connection() as conn:
+            value = conn.execute(_VERSION_NOW).scalar()
+        return int(value) if value is not None else 0
+
     def routing_table(self) -> RoutingTable:
         """The routing index of the current tables (rebuilt only after a change)."""
+        cached = self._cached_table
+        if cached is not None and cached[0] == self.directory_version():
+            return cached[1]
         with self.reading() as s:
             version = self._version(s)
-            cached = self._cached_table
-            if cached is not None and cached[0] == version:
-                return cached[1]
             teams = [
                 TeamCoverage(t.id, t.provider.id, t.name, frozenset(t.care_types), t.pc4_ranges)
                 for t in self._teams(s)
@@ -921,25 +939,41 @@ class Directory(AuditTrail):
                 self._changed(s, actor, "client.revoke", f"client {client_id}", None, None)
 
     def client_for_token(self, token: str) -> ClientRef | None:
+        """The integration client of a token (None: unknown or revoked; an expired one is
+        refused with the date). Every request asks, so a known token is answered from a
+        cache that holds only while the directory version is unchanged: a revocation or
+        renewal (an admin change, in any process) applies at the next request."""
         # Looking up the SHA-256 of the token leaks nothing about the token through timing.
-        with self.reading() as s:
-            row = s.execute(
-                select(Client, Organisation)
-                .join(Organisation, Client.org_id == Organisation.id)
-                .where(Client.token_hash == hash_token(token), Client.revoked_at.is_(None))
-            ).first()
-            if row is None:
-                return None
-            client, org = row
-            if client.expires_at is not None and client.expires_at <= utcnow():
-                raise WijkbrugError(
-                    ErrorCode.UNAUTHORIZED,
-                    f"this token expired on {client.expires_at:%Y-%m-%d}; the region's "
-                    "admin can give the client a new one",
+        token_hash = hash_token(token)
+        version = self.directory_version()
+        cache = self._client_cache
+        if cache[0] != version:
+            cache = self._client_cache = (version, {})
+        found = cache[1].get(token_hash)
+        if found is None:
+            with self.reading() as s:
+                row = s.execute(
+                    select(Client, Organisation)
+                    .join(Organisation, Client.org_id == Organisation.id)
+                    .where(Client.token_hash == token_hash, Client.revoked_at.is_(None))
+                ).first()
+                if row is None:
+                    return None  # unknown tokens are not cached: anyone can send those
+                client, org = row
+                ref = ClientRef(
+                    client.id, client.name, client.dialect, org_ref(org), client.cert_sha256
                 )
-            return ClientRef(
-                client.id, client.name, client.dialect, org_ref(org), client.cert_sha256
+                found = (ref, client.expires_at)
+            if len(cache[1]) < CLIENT_CACHE_SIZE:
+                cache[1][token_hash] = found
+        ref, expires_at = found
+        if expires_at is not None and expires_at <= utcnow():
+            raise WijkbrugError(
+                ErrorCode.UNAUTHORIZED,
+                f"this token expired on {expires_at:%Y-%m-%d}; the region's "
+                "admin can give the client a new one",
             )
+        return ref
 
     # ------------------------------------------------------------------ admins
 
@@ -1004,7 +1038,7 @@ class Directory(AuditTrail):
     ) -> None:
         """Keep a routing decision for the admin page (area and care type, no patient)."""
         with self.session() as s:
-            s.add(decision_row(decision, priority, practice_id, case_id))
+            s.add(RoutingDecision(**decision_values(decision, priority, practice_id, case_id)))
 
     def recent_decisions(self, limit: int = 50) -> list[dict[str, Any]]:
         with self.session() as s:

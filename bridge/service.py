@@ -210,11 +210,23 @@ class Bridge:
         messages = [self._with_files(m) for m in dialects.parse(client.dialect, body, content_type)]
         plans: list[tuple[CaseMessage, StoredCommunication | None, Decision | None]] = []
         for number, msg in enumerate(messages, start=1):
-            existing = self.store.find_by_identifier(client.org.id, msg.identifier, access)
-            if existing is not None:
-                plans.append((msg, existing, None))
-                continue
-            decision = self._decide(msg)
+            # A routed message is checked for a re-post inside the transaction that
+            # stores it; one that cannot be routed may still be a re-post of one that
+            # could be when it was first sent.
+            decision: Decision | None = None
+            refusal: WijkbrugError | None = None
+            try:
+                decision = self._decide(msg)
+            except WijkbrugError as exc:
+                refusal = exc
+            if decision is None or not decision.routed:
+                existing = self.store.find_by_identifier(client.org.id, msg.identifier, access)
+                if existing is not None:
+                    plans.append((msg, existing, None))
+                    continue
+            if refusal is not None:
+                raise refusal
+            assert decision is not None
             if not decision.routed:
                 self.store.record_decision(decision, msg.priority, client.org.id)
                 where = "Communication.subject.resolve().address.postalCode"

@@ -15,9 +15,21 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, delete, event, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    event,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -33,6 +45,7 @@ from bridge.canonical import (
     Reply,
 )
 from bridge.db import (
+    READ_ONLY,
     AppserviceTransaction,
     Case,
     Client,
@@ -49,10 +62,12 @@ from bridge.db import (
     make_sessionmaker,
     utcnow,
 )
-from bridge.directory import ClientRef, Directory, OrgRef, decision_row, org_ref
+from bridge.directory import ClientRef, Directory, OrgRef, decision_values, org_ref
 from bridge.errors import ErrorCode, Issue, WijkbrugError
+from bridge.groupcommit import GroupCommit, Job
 from bridge.routing import Decision
 from bridge.secretbox import SecretBox
+from bridge.trail import PENDING_KEY
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,60 @@ RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 _Queued = TypeVar("_Queued", OutboxItem, PushItem)
 
 
+@dataclass(frozen=True)
+class _Acceptance:
+    """A routed message to store (the arguments of :meth:`Store.accept_message`)."""
+
+    practice: OrgRef
+    msg: CaseMessage
+    decision: Decision
+    render: Any
+    access: Access
+    patient_key: str
+    client_id: int | None
+    shard: int
+
+
+_Accepted = tuple[StoredCommunication, bool]
+
+
+class _GoAlone(Exception):
+    """A message of a batch that is to be stored again in a transaction of its own."""
+
+
+def _concurrent(exc: Exception) -> bool:
+    """Whether a write failed only because of a concurrent writer: a unique key taken
+    meanwhile, or PostgreSQL's deadlock victim or serialisation failure."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+# The statements of the accept path, built once: every practice system's post runs them.
+_CASES = cast(Table, Case.__table__)
+_COMMUNICATIONS = cast(Table, Communication.__table__)
+_OUTBOX = cast(Table, OutboxItem.__table__)
+_DECISIONS = cast(Table, RoutingDecision.__table__)
+_SENDERS_OWN = select(_COMMUNICATIONS.c.id).where(
+    _COMMUNICATIONS.c.author_org_id == bindparam("org"),
+    _COMMUNICATIONS.c.identifier_system == bindparam("system"),
+    _COMMUNICATIONS.c.identifier_value == bindparam("value"),
+)
+_OPEN_CASE = select(_CASES.c.id, _CASES.c.number).where(
+    _CASES.c.patient_key == bindparam("patient"),
+    _CASES.c.practice_id == bindparam("practice"),
+    _CASES.c.provider_id == bindparam("provider"),
+    # Spelled out, not bound: it is the condition of the open-case index.
+    literal_column("status") == literal_column("'open'"),
+)
+_CASE_NUMBERED = (
+    update(_CASES).where(_CASES.c.id == bindparam("case")).values(number=bindparam("number"))
+)
+_CASE_UPDATED = (
+    update(_CASES).where(_CASES.c.id == bindparam("case")).values(updated_at=bindparam("at"))
+)
+
+
 class Store(Directory):
     """Transactions over the bridge database."""
 
@@ -159,8 +228,13 @@ class Store(Directory):
         self.box = box
         self._sessions = make_sessionmaker(engine)
         self._readers = make_sessionmaker(engine, read_only=True)
+        self._read_engine = engine.execution_options(**{READ_ONLY: True})
         event.listen(self._sessions, "before_commit", self.seal_audit)
         self._skip_locked = engine.dialect.name == "postgresql"
+        self._client_cache = (-1, {})
+        self._acceptances: GroupCommit[_Acceptance, _Accepted] = GroupCommit(
+            self._write_acceptances
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -173,6 +247,13 @@ class Store(Directory):
         for the one writer, and no writer waits for it."""
         with self._readers.begin() as s:
             yield s
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A plain connection for a read or two (no ORM session), beside the writer as
+        :meth:`reading` is."""
+        with self._read_engine.connect() as conn:
+            yield conn
 
     # ------------------------------------------------------------------ cases
 
@@ -257,97 +338,156 @@ class Store(Directory):
 
         ``render(comm_id, case_number, now)`` builds the FHIR resource clients will see.
         Returns the stored communication and whether it was created (False: the sender
-        re-posted an identifier we have, and gets the existing resource back).
+        re-posted an identifier we have, and gets the existing resource back). Messages
+        accepted at the same moment share the transaction (see :mod:`bridge.groupcommit`);
+        it returns once that is committed.
         """
         assert decision.provider_id is not None and decision.team_id is not None
-        patient_key = self.patient_key(msg.patient)
+        work = _Acceptance(
+            practice, msg, decision, render, access, self.patient_key(msg.patient), client_id, shard
+        )
+        try:
+            return self._acceptances.submit(work)
+        except _GoAlone:
+            return self._accept_alone(work)
+
+    def _write_acceptances(self, jobs: Sequence[Job[_Acceptance, _Accepted]]) -> None:
+        """One batch of :meth:`accept_message`: each message under a savepoint of one
+        transaction, so one that fails takes only its own rows (and audit entries) back.
+        Its answers are given once the transaction is committed; a message that met a
+        concurrent writer (a unique key, a deadlock), and every message of a transaction
+        that failed as a whole, goes again alone."""
+        done: list[tuple[Job[_Acceptance, _Accepted], _Accepted]] = []
+        try:
+            with self.session() as s:
+                for job in jobs:
+                    audited = len(s.info.get(PENDING_KEY, ()))
+                    try:
+                        with s.begin_nested():
+                            done.append((job, self._accept_in(s, job.work)))
+                    except Exception as exc:  # its savepoint is rolled back: the rest go on
+                        del s.info.get(PENDING_KEY, [])[audited:]
+                        job.finish(error=_GoAlone() if _concurrent(exc) else exc)
+        except Exception:
+            for job in jobs:
+                if not job.finished:
+                    job.finish(error=_GoAlone())
+            return
+        for job, accepted in done:
+            job.finish(accepted)
+
+    def _accept_alone(self, work: _Acceptance) -> _Accepted:
         for _ in range(3):
             try:
-                return self._accept_once(
-                    practice, msg, decision, render, access, patient_key, client_id, shard
-                )
+                with self.session() as s:
+                    return self._accept_in(s, work)
             except IntegrityError:
                 # Either a re-post of the same identifier won the race (return it), or a
                 # concurrent first message of the same case created the case (go again).
-                existing = self.find_by_identifier(practice.id, msg.identifier, access)
+                existing = self.find_by_identifier(
+                    work.practice.id, work.msg.identifier, work.access
+                )
                 if existing is not None:
                     return existing, False
             except OperationalError as exc:
                 # PostgreSQL chose this transaction as a deadlock victim or could not
                 # serialise it; it was rolled back whole, so going again is safe.
-                if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                if not _concurrent(exc):
                     raise
         raise WijkbrugError(ErrorCode.UNAVAILABLE, "too many concurrent writes; try again")
 
-    def _accept_once(
-        self,
-        practice: OrgRef,
-        msg: CaseMessage,
-        decision: Decision,
-        render: Any,
-        access: Access,
-        patient_key: str,
-        client_id: int | None,
-        shard: int,
-    ) -> tuple[StoredCommunication, bool]:
+    def _accept_in(self, s: Session, work: _Acceptance) -> _Accepted:
+        # Every practice system posts here, so its rows are written as plain INSERTs
+        # (the ORM's unit of work costs more than the statements themselves), and the
+        # re-post check is the transaction's first read instead of a transaction of its own.
+        practice, msg, decision, render = work.practice, work.msg, work.decision, work.render
+        access, patient_key = work.access, work.patient_key
         assert decision.provider_id is not None and decision.team_id is not None
         now = utcnow()
-        with self.session() as s:
-            case = s.scalar(
-                select(Case).where(
-                    Case.patient_key == patient_key,
-                    Case.practice_id == practice.id,
-                    Case.provider_id == decision.provider_id,
-                    Case.status == "open",
-                )
+        conn = s.connection()
+        identifier = msg.identifier
+        known = conn.execute(
+            _SENDERS_OWN,
+            {"org": practice.id, "system": identifier.system, "value": identifier.value},
+        ).scalar()
+        if known is not None:
+            comm = s.get(Communication, known)
+            assert comm is not None
+            self._audit(
+                s,
+                access,
+                "message.read",
+                patient=self._patient_of(s, comm),
+                obj=f"Communication/{known}",
             )
-            if case is None:
-                case = Case(
-                    patient_key=patient_key,
-                    practice_id=practice.id,
-                    provider_id=decision.provider_id,
-                    team_id=decision.team_id,
-                    care_type=msg.care_type.value,
-                )
-                s.add(case)
-                s.flush()
-                case.number = cases.case_number(case.id)
-            case.updated_at = now
-            comm_id = str(uuid.uuid4())
-            resource = render(comm_id, case.number, now)
-            comm = Communication(
-                id=comm_id,
-                case_id=case.id,
-                direction="to-provider",
-                author_org_id=practice.id,
-                client_id=client_id,
-                practice_id=practice.id,
-                provider_id=decision.provider_id,
-                identifier_system=msg.identifier.system,
-                identifier_value=msg.identifier.value,
-                status=resource.get("status", "in-progress"),
-                priority=msg.priority.value,
-                resource_enc=self._seal_resource(comm_id, resource),
-                message_enc=self.box.seal_json(
+            return self._stored(comm), False
+        case_id, number = conn.execute(
+            _OPEN_CASE,
+            {"patient": patient_key, "practice": practice.id, "provider": decision.provider_id},
+        ).first() or (None, None)
+        if case_id is None:
+            inserted = conn.execute(
+                _CASES.insert(),
+                {
+                    "patient_key": patient_key,
+                    "practice_id": practice.id,
+                    "provider_id": decision.provider_id,
+                    "team_id": decision.team_id,
+                    "care_type": msg.care_type.value,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ).inserted_primary_key
+            assert inserted is not None
+            case_id = int(inserted[0])
+            number = cases.case_number(case_id)
+            conn.execute(_CASE_NUMBERED, {"case": case_id, "number": number})
+        else:
+            conn.execute(_CASE_UPDATED, {"case": case_id, "at": now})
+        comm_id = str(uuid.uuid4())
+        resource = render(comm_id, number, now)
+        status = resource.get("status", "in-progress")
+        conn.execute(
+            _COMMUNICATIONS.insert(),
+            {
+                "id": comm_id,
+                "case_id": case_id,
+                "direction": "to-provider",
+                "author_org_id": practice.id,
+                "client_id": work.client_id,
+                "practice_id": practice.id,
+                "provider_id": decision.provider_id,
+                "identifier_system": identifier.system,
+                "identifier_value": identifier.value,
+                "status": status,
+                "priority": msg.priority.value,
+                "resource_enc": self._seal_resource(comm_id, resource),
+                "message_enc": self.box.seal_json(
                     cases.message_to_dict(msg), f"communications:message:{comm_id}"
                 ),
-                created_at=now,
-                last_updated=now,
-            )
-            s.add(comm)
-            s.flush()
-            self._store_files(s, comm_id, msg.attachments)
-            s.add(
-                OutboxItem(
-                    communication_id=comm_id, case_id=case.id, shard=shard, next_attempt_at=now
-                )
-            )
-            # The decision for the admin page, in the same transaction (one commit per post).
-            s.add(decision_row(decision, msg.priority, practice.id, case.id))
-            self._audit(
-                s, access, "message.create", patient=patient_key, obj=f"Communication/{comm_id}"
-            )
-            return self._stored(comm), True
+                "created_at": now,
+                "last_updated": now,
+            },
+        )
+        self._store_files(s, comm_id, msg.attachments)
+        conn.execute(
+            _OUTBOX.insert(),
+            {
+                "communication_id": comm_id,
+                "case_id": case_id,
+                "shard": work.shard,
+                "next_attempt_at": now,
+                "created_at": now,
+            },
+        )
+        # The decision for the admin page, in the same transaction (one commit per post).
+        conn.execute(
+            _DECISIONS.insert(), decision_values(decision, msg.priority, practice.id, case_id)
+        )
+        self._audit(
+            s, access, "message.create", patient=patient_key, obj=f"Communication/{comm_id}"
+        )
+        return StoredCommunication(comm_id, case_id, "to-provider", status, resource, now), True
 
     def _store_files(self, s: Session, comm_id: str, attachments: Sequence[Attachment]) -> None:
         """A message's files, encrypted at rest (ids assigned by the caller)."""

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bridge.audit import GENESIS, Access, AuditEntry, entry_hash, verify
@@ -23,6 +24,12 @@ from bridge.db import AuditLog, Meta, utcnow
 
 HEAD_KEY = "audit_head"
 PENDING_KEY = "wijkbrug.audit.pending"
+
+# Built once: every write of the bridge runs them.
+_META = cast(Table, Meta.__table__)
+_ENTRIES = cast(Table, AuditLog.__table__)
+_HEAD = select(_META.c.value).where(_META.c.key == HEAD_KEY).with_for_update()
+_HEAD_MOVED = update(_META).where(_META.c.key == HEAD_KEY).values(value=bindparam("head"))
 
 
 class AuditTrail:
@@ -62,19 +69,21 @@ class AuditTrail:
         if not pending:
             return
         s.flush()  # every other row lock first; the head comes last
-        head = s.get(Meta, HEAD_KEY, with_for_update=True, populate_existing=True)
-        prev_id, prev_hash = (
-            (int(head.value["id"]), str(head.value["hash"])) if head else (0, GENESIS)
-        )
+        # Plain statements, not ORM objects: every write of the bridge ends here.
+        conn = s.connection()
+        head = conn.execute(_HEAD).scalar()
+        prev_id, prev_hash = (int(head["id"]), str(head["hash"])) if head else (0, GENESIS)
+        rows = []
         for entry in pending:
             chained = replace(entry, id=prev_id + 1, prev_hash=prev_hash)
             prev_id, prev_hash = chained.id, entry_hash(chained.fields())
-            s.add(AuditLog(**{**chained.fields(), "at": chained.at, "hash": prev_hash}))
+            rows.append({**chained.fields(), "at": chained.at, "hash": prev_hash})
+        conn.execute(_ENTRIES.insert(), rows)
         value = {"id": prev_id, "hash": prev_hash}
         if head is None:
-            s.add(Meta(key=HEAD_KEY, value=value))
+            conn.execute(_META.insert(), {"key": HEAD_KEY, "value": value})
         else:
-            head.value = value
+            conn.execute(_HEAD_MOVED, {"head": value})
 
     def audit_entries(
         self,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,7 +12,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bridge import files
 from bridge.canonical import CareType, Party, Reply
@@ -48,6 +51,94 @@ def test_client_tokens_are_hashed_and_bound_to_their_org(store: Store) -> None:
     with store.session() as s:
         stored = s.execute(text("SELECT token_hash FROM clients")).scalar_one()
     assert token not in stored and len(stored) == 64
+
+
+def test_a_known_token_is_remembered_only_until_the_directory_changes(
+    store: Store, database_url: str
+) -> None:
+    """Every request asks who its token is, and the answer is cached; another process of
+    the installation (here a second Store on the same database, as the CLI or a second
+    bridge worker is) that revokes, renews or lets a token expire is obeyed at once."""
+    region(store)
+    client_id, token = store.add_client("01234567", "his")
+    other_id, other_token = store.add_client("01234567", "his-2")
+    engine = make_engine(database_url)
+    elsewhere = Store(engine, store.box)
+    try:
+        assert store.client_for_token(token) is not None  # now cached
+        assert store.client_for_token(other_token) is not None
+        elsewhere.revoke_client(client_id)
+        assert store.client_for_token(token) is None
+        renewed = elsewhere.renew_client_token(other_id, None)
+        assert store.client_for_token(other_token) is None
+        ref = store.client_for_token(renewed)
+        assert ref is not None and ref.id == other_id
+        soon = datetime.now(UTC) + timedelta(milliseconds=300)
+        expiring = elsewhere.renew_client_token(other_id, soon)
+        assert store.client_for_token(expiring) is not None  # cached, with its expiry
+        time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.05)
+        with pytest.raises(WijkbrugError) as err:
+            store.client_for_token(expiring)
+        assert err.value.code is ErrorCode.UNAUTHORIZED and "expired" in err.value.message
+    finally:
+        engine.dispose()
+
+
+def test_messages_accepted_together_share_a_commit_and_fail_alone(store: Store) -> None:
+    """Posts that arrive while a transaction is being committed are stored together in the
+    next one (group commit), each under its own savepoint: one message that cannot be
+    stored fails alone, a re-post in the same batch gets the first back, and every
+    message's rows, outbox item and audit entry are there exactly once."""
+    region(store)
+    practice = store.find_org("01234567")
+    decision = store.decide(CareType.WONDZORG, "1092AB")
+    commits: list[int] = []
+    first_commit = threading.Event()
+
+    @event.listens_for(store.engine, "commit")
+    def slow_disk(_conn: Any) -> None:
+        commits.append(1)
+        if len(commits) == 1:
+            first_commit.set()
+            time.sleep(0.3)  # the first commit is slow: the others queue behind it
+
+    def broken_render(comm_id: str, number: str, now: datetime) -> dict[str, Any]:
+        raise ValueError("cannot render this one")
+
+    def post(ident: str) -> tuple[str, bool]:
+        stored, created = store.accept_message(
+            practice,
+            message(ident, bsn=BSN if ident != "other-patient" else "111222333"),
+            decision,
+            broken_render if ident == "broken" else render,
+        )
+        return stored.id, created
+
+    names = [f"m{n}" for n in range(10)] + ["m3", "broken", "other-patient"]
+    with ThreadPoolExecutor(len(names)) as pool:
+        lead = pool.submit(post, "first")
+        assert first_commit.wait(10)
+        rest = {name: pool.submit(post, name) for name in names}
+        assert lead.result(30)[1]
+        with pytest.raises(ValueError, match="cannot render"):
+            rest.pop("broken").result(30)
+        results = {name: future.result(30) for name, future in rest.items()}
+    event.remove(store.engine, "commit", slow_disk)
+    assert all(created for created in [r[1] for n, r in results.items() if n != "m3"])
+    ids = {ident for ident, _ in results.values()}
+    assert len(ids) == 11  # "m3" twice: one message
+    # Far fewer commits than messages: 1 + the batch (+ at most the broken one's retry).
+    assert len(commits) <= 4, commits
+    with store.session() as s:
+        stored = s.execute(text("SELECT identifier_value FROM communications")).scalars().all()
+        outbox = s.execute(text("SELECT COUNT(*) FROM outbox")).scalar_one()
+        created_entries = s.execute(
+            text("SELECT COUNT(*) FROM audit_log WHERE action = 'message.create'")
+        ).scalar_one()
+        case_count = s.execute(text("SELECT COUNT(*) FROM cases")).scalar_one()
+    assert sorted(stored) == sorted(["first", "other-patient", *[f"m{n}" for n in range(10)]])
+    assert outbox == 12 and created_entries == 12 and case_count == 2
+    assert store.verify_audit() == []
 
 
 def test_accept_is_idempotent_and_encrypted_at_rest(store: Store) -> None:
