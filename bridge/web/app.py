@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -13,16 +12,15 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from adapters import fhir_r4, fhir_stu3
 from bridge import __version__
 from bridge.config import Settings
 from bridge.errors import ErrorCode, Issue, WijkbrugError, operation_outcome
-from bridge.observability import REQUEST_ID, REQUESTS, request_id, surface
 from bridge.runtime import open_store
 from bridge.service import Bridge
 from bridge.web import admin_api, admin_page, appservice, directory_fhir, edifact, fhir, health
 from bridge.web import policy as policy_api
 from bridge.web.deps import ClientLimiter
+from bridge.web.edge import Edge
 
 log = logging.getLogger(__name__)
 
@@ -71,66 +69,7 @@ def create_app(settings: Settings, *, run_bridge: bool = True) -> FastAPI:
     app.include_router(admin_api.router)
     app.include_router(admin_page.router)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """A request id for every request (in its log lines and the answer's
-        ``X-Request-ID``), and the request counted by surface and status class."""
-        rid = request_id(request.headers.get("x-request-id"))
-        token = REQUEST_ID.set(rid)
-        try:
-            response = await call_next(request)
-        finally:
-            REQUEST_ID.reset(token)
-        response.headers["X-Request-ID"] = rid
-        REQUESTS.labels(surface(request.url.path), f"{response.status_code // 100}xx").inc()
-        return response
-
-    @app.middleware("http")
-    async def no_nul(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """A NUL in the path or query is refused here: no database stores it (PostgreSQL
-        text cannot), and no identifier of ours has one. (Added before ``fhir_format``, so
-        it runs inside it: the refusal is FHIR XML too when the client asked for that.)"""
-        if "\x00" in request.scope.get("path", "") or "\x00" in str(request.query_params):
-            error = WijkbrugError(ErrorCode.INVALID, "a NUL character is not allowed in a URL")
-            return _error_response(request, error)
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def fhir_format(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """FHIR XML for clients that ask for it (``_format`` or ``Accept``): every FHIR
-        response, errors included, is built as JSON and converted here, in one place."""
-        response = await call_next(request)
-        if not request.url.path.startswith("/fhir"):
-            return response
-        version = fhir_stu3 if request.url.path.startswith("/fhir/stu3") else fhir_r4
-        wanted = fhir_r4.response_media_type(
-            request.headers.get("accept"), request.query_params.get("_format")
-        )
-        if wanted != fhir_r4.FHIR_XML or not response.headers.get("content-type", "").startswith(
-            fhir.FHIR_JSON
-        ):
-            return response
-        body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        headers.pop("content-type", None)
-        try:
-            xml = version.to_xml(json.loads(body))
-        except ValueError:
-            # Something XML 1.0 cannot hold (a control character): the JSON it is, rather
-            # than nothing. Errors never get here (their text is made printable).
-            log.warning("a %s answer could not be written as XML; sent as JSON", request.url.path)
-            return Response(
-                body, status_code=response.status_code, media_type=fhir.FHIR_JSON, headers=headers
-            )
-        return Response(
-            xml, status_code=response.status_code, media_type=fhir_r4.FHIR_XML, headers=headers
-        )
+    app.add_middleware(Edge, refuse=_error_response)
 
     @app.exception_handler(WijkbrugError)
     async def _wijkbrug_error(request: Request, exc: WijkbrugError) -> Response:
