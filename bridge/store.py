@@ -200,6 +200,7 @@ _CASES = cast(Table, Case.__table__)
 _COMMUNICATIONS = cast(Table, Communication.__table__)
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _DECISIONS = cast(Table, RoutingDecision.__table__)
+_FILES = cast(Table, StoredFile.__table__)
 _SENDERS_OWN = select(_COMMUNICATIONS.c.id).where(
     _COMMUNICATIONS.c.author_org_id == bindparam("org"),
     _COMMUNICATIONS.c.identifier_system == bindparam("system"),
@@ -363,7 +364,9 @@ class Store(Directory):
                 for job in jobs:
                     audited = len(s.info.get(PENDING_KEY, ()))
                     try:
-                        with s.begin_nested():
+                        # A plain SAVEPOINT: what _accept_in writes is statements, not
+                        # ORM objects the session would have to track.
+                        with s.connection().begin_nested():
                             done.append((job, self._accept_in(s, job.work)))
                     except Exception as exc:  # its savepoint is rolled back: the rest go on
                         del s.info.get(PENDING_KEY, [])[audited:]
@@ -490,21 +493,26 @@ class Store(Directory):
         return StoredCommunication(comm_id, case_id, "to-provider", status, resource, now), True
 
     def _store_files(self, s: Session, comm_id: str, attachments: Sequence[Attachment]) -> None:
-        """A message's files, encrypted at rest (ids assigned by the caller)."""
+        """A message's files, encrypted at rest (ids assigned by the caller; its
+        communication row is written already)."""
+        rows = []
         for position, att in enumerate(attachments):
             assert att.id and att.data, "a file is stored with its id and contents"
-            s.add(
-                StoredFile(
-                    id=att.id,
-                    communication_id=comm_id,
-                    position=position,
-                    content_type=att.content_type,
-                    size=att.size,
-                    sha256=att.sha256,
-                    title_enc=self.box.seal(att.title.encode(), f"attachments:title:{att.id}"),
-                    data_enc=self.box.seal(att.data, f"attachments:data:{att.id}"),
-                )
+            rows.append(
+                {
+                    "id": att.id,
+                    "communication_id": comm_id,
+                    "position": position,
+                    "content_type": att.content_type,
+                    "size": att.size,
+                    "sha256": att.sha256,
+                    "title_enc": self.box.seal(att.title.encode(), f"attachments:title:{att.id}"),
+                    "data_enc": self.box.seal(att.data, f"attachments:data:{att.id}"),
+                    "created_at": utcnow(),
+                }
             )
+        if rows:
+            s.connection().execute(_FILES.insert(), rows)
 
     def _open_file(self, row: StoredFile) -> Attachment:
         return Attachment(
