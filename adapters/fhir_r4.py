@@ -130,12 +130,13 @@ def parse_communication(body: bytes, content_type: str) -> CaseMessage:
     """
     if media_format(content_type) == "xml":
         resource, issues = fhirmodel.load_xml(body)
+        json_checked = False
     else:
-        resource, issues = fhirmodel.load_json(body), []
+        (resource, json_checked), issues = fhirmodel.load_json_checked(body), []
     if resource.get("resourceType") == "Bundle":
-        return read_bundle(resource, issues)
+        return read_bundle(resource, issues, json_checked=json_checked)
     _require_communication(resource)
-    return read_communication(resource, issues)
+    return read_communication(resource, issues, json_checked=json_checked)
 
 
 def parse_provider_reply(body: bytes, content_type: str) -> ProviderReply:
@@ -1111,17 +1112,20 @@ class _BundleEntries:
         return Target(entry.resource, f"{entry.path}.resource", entry=True)
 
 
-def read_bundle(bundle: JsonObject, prior: list[Issue] | None = None) -> CaseMessage:
+def read_bundle(
+    bundle: JsonObject, prior: list[Issue] | None = None, *, json_checked: bool = False
+) -> CaseMessage:
     """A :class:`CaseMessage` from a ``transaction``, ``batch`` or ``message`` Bundle.
 
     The Bundle carries exactly one Communication; its references to other entries (by
     fullUrl, ``Type/id`` or, inside the Communication, ``#id``) are resolved, and
     ``CaseMessage.resource`` is that Communication with the entries it refers to made
     contained: a self-contained R4 resource. Issues point into the Bundle
-    (``Bundle.entry[2].resource.subject.reference``).
+    (``Bundle.entry[2].resource.subject.reference``). ``json_checked`` as for
+    :func:`read_communication`.
     """
     kind = _bundle_type(bundle)
-    structural = list(prior or []) + fhirmodel.check(bundle)
+    structural = list(prior or []) + fhirmodel.check(bundle, json_rules=not json_checked)
     entries = _BundleEntries(bundle)
     issues = _entry_rules(entries, kind)
     found_one = _the_communication(entries, issues)

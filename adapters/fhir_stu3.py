@@ -158,11 +158,14 @@ def parse_communication(body: bytes, content_type: str) -> CaseMessage:
     """
     if media_format(content_type) == "xml":
         resource, issues = fhirmodel.load_xml_stu3(body)
-        from_xml = True
+        from_xml, json_checked = True, False
     else:
-        resource, issues, from_xml = fhirmodel.load_json(body), [], False
+        (resource, json_checked), issues = fhirmodel.load_json_checked_stu3(body), []
+        from_xml = False
     _require_communication(resource)
-    structural = _version_hints(resource, issues + fhirmodel.check_json_stu3(resource), from_xml)
+    if not json_checked:
+        issues += fhirmodel.check_json_stu3(resource)
+    structural = _version_hints(resource, issues, from_xml)
     return read_communication(resource, structural)
 
 

@@ -522,6 +522,121 @@ _NON_STRING = {
 }
 
 
+# ------------------------------------------------- JSON rules and loading, for valid input
+#
+# Most messages posted are valid, and for those the walk above does more than it must:
+# it carries paths and collects issues. ``load_json_checked`` reads a body once, without
+# the repeated-name hook, and walks it once with ``_clean_resource``: a walk that only
+# answers "nothing to report" (or gives up at the first doubt) and counts the properties
+# and string values it passed. A body whose double quotes are exactly two per property
+# and string counted has no repeated property name: every property name and string of
+# the text is one quoted token (escaped quotes only add quotes), and a repeated name
+# leaves one property fewer in the parsed object than in the text. Whenever the fast
+# path has any doubt, the body takes the full road (``load_json`` and ``check``), so
+# what is reported never depends on which road a body took.
+#
+# Escaped quotes (``\"``, as in every narrative's ``xmlns=\"...\"``) are subtracted when
+# the body has no escaped backslash: then each ``\"`` in it is an escaped quote. With one,
+# nothing is subtracted; the count can then only come out too high, never too low.
+
+
+def load_json_checked(body: bytes) -> tuple[JsonObject, bool]:
+    """:func:`load_json`, and whether the resource passes the FHIR JSON rules already
+    (then ``check(resource, json_rules=False)`` is the whole check)."""
+    try:
+        data = json.loads(body.decode("utf-8-sig"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        data = None  # load_json says what is wrong, exactly as it always has
+    if data.__class__ is dict:
+        counted = _clean_resource(data, 0)
+        escaped = body.count(b'\\"') if b"\\\\" not in body else 0
+        if counted >= 0 and body.count(b'"') - escaped == 2 * counted:
+            return data, True
+    return load_json(body), False
+
+
+def _clean_resource(data: Any, depth: int) -> int:
+    """What :func:`_clean_object` counts in a resource, or -1 where ``_check_resource``
+    might report something."""
+    if data.__class__ is not dict:
+        return -1
+    resource_type = data.get("resourceType")
+    if resource_type.__class__ is not str or not is_resource_type(resource_type):
+        return -1
+    return _clean_object(data, _slots(resource_type), depth)
+
+
+def _clean_object(data: JsonObject, slots: dict[str, _Slot], depth: int) -> int:
+    """The number of properties and string values in ``data`` and below it when
+    ``_check_object`` would report nothing there; -1 at the first thing it might report.
+    A null in an array gives up too: it is valid only beside its twin, which the full
+    walk checks."""
+    if depth > MAX_DEPTH or not data or (len(data) == 1 and "resourceType" in data):
+        return -1
+    counted = len(data)
+    for key, value in data.items():
+        slot = slots.get(key)
+        if slot is None:
+            return -1
+        kind = slot.kind
+        if not slot.many:
+            if kind == _STRING:
+                if value.__class__ is not str or not (
+                    value.isprintable() or _CONTROL.search(value) is None
+                ):
+                    return -1
+                counted += 1
+                continue
+            if kind in (_COMPLEX, _TWIN):
+                inner = -1
+                if value.__class__ is dict:
+                    inner = _clean_object(value, _slots(slot.type_name), depth + 1)
+            elif kind == _RESOURCE:
+                inner = _clean_resource(value, depth + 1)
+            elif kind == _VALUE:
+                problem = _primitive_problem(value, slot.type_name, slot.expected)
+                inner = -1 if problem else 0
+            else:  # resourceType, checked by _clean_resource
+                inner = 1 if value.__class__ is str else -1
+            if inner < 0:
+                return -1
+            counted += inner
+            continue
+        if value.__class__ is not list or not value:
+            return -1
+        if slot.partner:
+            partner = data.get(slot.partner)
+            if partner.__class__ is list and len(partner) != len(value):
+                return -1
+        if kind == _STRING:
+            for item in value:
+                if item.__class__ is not str or not (
+                    item.isprintable() or _CONTROL.search(item) is None
+                ):
+                    return -1
+            counted += len(value)
+        elif kind in (_COMPLEX, _TWIN):
+            inner_slots = _slots(slot.type_name)
+            for item in value:
+                if item.__class__ is not dict:
+                    return -1
+                inner = _clean_object(item, inner_slots, depth + 1)
+                if inner < 0:
+                    return -1
+                counted += inner
+        elif kind == _RESOURCE:
+            for item in value:
+                inner = _clean_resource(item, depth + 1)
+                if inner < 0:
+                    return -1
+                counted += inner
+        else:
+            for item in value:
+                if _primitive_problem(item, slot.type_name, slot.expected) is not None:
+                    return -1
+    return counted
+
+
 # ---------------------------------------------------------------- the R4B model
 
 
@@ -799,6 +914,7 @@ __all__ = [
     "issues_from_validation_error",
     "json_copy",
     "load_json",
+    "load_json_checked",
     "load_xml",
     "model",
     "model_from_json",
@@ -860,6 +976,13 @@ def is_resource_type_stu3(name: str) -> bool:
     return known
 
 
+def load_json_checked_stu3(body: bytes) -> tuple[JsonObject, bool]:
+    """:func:`load_json`, and whether the resource passes the STU3 FHIR JSON rules already
+    (see :func:`load_json_checked`)."""
+    loaded: tuple[JsonObject, bool] = _STU3["load_json_checked"](body)
+    return loaded
+
+
 def load_xml_stu3(body: bytes) -> tuple[JsonObject, list[Issue]]:
     """STU3 FHIR XML to its FHIR JSON form, with the issues met on the way (as :func:`load_xml`)."""
     loaded: tuple[JsonObject, list[Issue]] = _STU3["load_xml"](body)
@@ -896,6 +1019,7 @@ __all__ += [
     "check_stu3",
     "dump_xml_stu3",
     "is_resource_type_stu3",
+    "load_json_checked_stu3",
     "load_xml_stu3",
     "model_stu3",
 ]
