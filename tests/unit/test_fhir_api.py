@@ -328,6 +328,21 @@ def test_requests_carry_an_id_and_are_counted_per_dialect(
     assert "wijkbrug_delivery_seconds_bucket" in metrics
 
 
+def test_a_nul_in_the_query_is_refused_before_any_database_in_the_asked_format(
+    api: tuple[TestClient, Bridge, str, str],
+) -> None:
+    client, _, token, _ = api
+    for url, wanted in (
+        ("/fhir/Communication?identifier=a%00b", "application/fhir+json"),
+        ("/fhir/Communication?identifier=a%00b&_format=xml", "application/fhir+xml"),
+        ("/fhir/Communication/a%00b", "application/fhir+json"),
+    ):
+        resp = client.get(url, headers=auth(token) | {"X-Request-ID": "his-43"})
+        assert resp.status_code == 400, (url, resp.text)
+        assert resp.headers["content-type"].startswith(wanted)
+        assert "NUL character" in resp.text and resp.headers["x-request-id"] == "his-43"
+
+
 def test_json_log_lines_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(verbose=False, json_lines=True)
     try:
