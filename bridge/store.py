@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,7 @@ from bridge.canonical import (
     CaseMessage,
     Identifier,
     Patient,
+    Priority,
     ProviderReply,
     Reply,
 )
@@ -194,6 +196,14 @@ def _concurrent(exc: Exception) -> bool:
         return True
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in RETRYABLE_SQLSTATES
 
+
+# How urgent a message is for the outbox (FHIR request-priority: stat > asap > urgent >
+# routine); lower goes first.
+_URGENCY = sql_case(
+    {Priority.STAT.value: 0, Priority.ASAP.value: 1, Priority.URGENT.value: 2},
+    value=Communication.priority,
+    else_=3,
+)
 
 # The statements of the accept path, built once: every practice system's post runs them.
 _CASES = cast(Table, Case.__table__)
@@ -666,6 +676,37 @@ class Store(Directory):
             query = query.with_for_update(skip_locked=True)
         return list(s.scalars(query))
 
+    def _due_by_urgency(
+        self, s: Session, limit: int, now: datetime, *where: Any
+    ) -> list[OutboxItem]:
+        """The next outbox row of each case, if its time has come: the most urgent case
+        first, then the oldest; locked as :meth:`_due` locks them. A case goes in order,
+        so only its oldest pending row (in flight included) can be due, and a case is as
+        urgent as its most urgent waiting message: a stat message behind a routine one of
+        its case takes that one ahead of every routine case. At a Monday-morning peak an
+        urgent message does not wait behind the routine queue."""
+        cases_waiting = (
+            select(
+                OutboxItem.case_id,
+                func.min(OutboxItem.id).label("head"),
+                func.min(_URGENCY).label("rank"),
+            )
+            .join(Communication, Communication.id == OutboxItem.communication_id)
+            .where(OutboxItem.state == "pending")
+            .group_by(OutboxItem.case_id)
+            .subquery()
+        )
+        query = (
+            select(OutboxItem)
+            .join(cases_waiting, cases_waiting.c.head == OutboxItem.id)
+            .where(OutboxItem.next_attempt_at <= now, *where)
+            .order_by(cases_waiting.c.rank, OutboxItem.id)
+            .limit(limit)
+        )
+        if self._skip_locked:
+            query = query.with_for_update(skip_locked=True, of=OutboxItem)
+        return list(s.scalars(query))
+
     def claim_outbox(
         self, limit: int = 10, lease: float = 30.0, workers: tuple[int, int] = (0, 1)
     ) -> list[OutboxWork]:
@@ -677,19 +718,7 @@ class Store(Directory):
         now = utcnow()
         with self.session() as s:
             work = []
-            for item in self._due(s, OutboxItem, limit, now, *mine):
-                # Messages of one case go out in order: skip if an older one is pending.
-                older = s.scalar(
-                    select(func.count())
-                    .select_from(OutboxItem)
-                    .where(
-                        OutboxItem.case_id == item.case_id,
-                        OutboxItem.state == "pending",
-                        OutboxItem.id < item.id,
-                    )
-                )
-                if older:
-                    continue
+            for item in self._due_by_urgency(s, limit, now, *mine):
                 item.next_attempt_at = now + timedelta(seconds=lease)
                 comm = s.get(Communication, item.communication_id)
                 case = s.get(Case, item.case_id)

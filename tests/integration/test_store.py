@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import event, text
 
 from bridge import files
-from bridge.canonical import CareType, Party, Reply
+from bridge.canonical import CareType, Party, Priority, Reply
 from bridge.db import Base, make_engine
 from bridge.errors import ErrorCode, WijkbrugError
 from bridge.schema import upgrade
@@ -139,6 +139,36 @@ def test_messages_accepted_together_share_a_commit_and_fail_alone(store: Store) 
     assert sorted(stored) == sorted(["first", "other-patient", *[f"m{n}" for n in range(10)]])
     assert outbox == 12 and created_entries == 12 and case_count == 2
     assert store.verify_audit() == []
+
+
+def test_the_outbox_takes_the_most_urgent_case_first_and_keeps_each_case_in_order(
+    store: Store,
+) -> None:
+    """A queue of routine messages does not hold up an urgent one: the most urgent case
+    goes first, and a case with an urgent message waiting behind its own routine one
+    takes both before the routine cases (in its own order)."""
+    region(store)
+    practice = store.find_org("01234567")
+    decision = store.decide(CareType.WONDZORG, "1092AB")
+    patients = ["999911120", "999911132", "999911144", "999911156", "999911168", "999911181"]
+
+    def post(ident: str, bsn: str, priority: Priority = Priority.ROUTINE) -> str:
+        msg = replace(message(ident, bsn=bsn), priority=priority)
+        return store.accept_message(practice, msg, decision, render)[0].id
+
+    routine = [post(f"routine-{n}", bsn) for n, bsn in enumerate(patients[:5])]
+    urgent_new_case = post("urgent-new", patients[5], Priority.URGENT)
+    stat_behind = post("stat-behind", patients[2], Priority.STAT)  # after routine-2
+
+    def claim(limit: int) -> list[str]:
+        items = store.claim_outbox(limit=limit)
+        for item in items:
+            store.outbox_done(item.item_id, f"${item.item_id}", context_sent=True)
+        return [item.communication_id for item in items]
+
+    assert claim(2) == [routine[2], urgent_new_case]  # the stat case's head, then urgent
+    assert claim(1) == [stat_behind]
+    assert claim(10) == [routine[0], routine[1], routine[3], routine[4]]
 
 
 def test_accept_is_idempotent_and_encrypted_at_rest(store: Store) -> None:
