@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from adapters.fhir_media import FHIR_JSON as FHIR_JSON
 from adapters.fhir_media import FHIR_XML as FHIR_XML
@@ -84,6 +84,10 @@ STATUSES = frozenset(
 )
 _CARE_CODES = ", ".join(c.value for c in CareType)
 _PRIORITIES = ", ".join(p.value for p in Priority)
+# The codes as they are sent (a dict lookup: the Enum call costs several times as much).
+_CARE_TYPES = {c.value: c for c in CareType}
+_PRIORITY_CODES = {p.value: p for p in Priority}
+_ROUTINE = Priority.ROUTINE
 
 # Local ids of the resources contained in a rendered reply.
 _PATIENT_ID = "patient"
@@ -132,7 +136,8 @@ def parse_communication(body: bytes, content_type: str) -> CaseMessage:
         resource, issues = fhirmodel.load_xml(body)
         json_checked = False
     else:
-        (resource, json_checked), issues = fhirmodel.load_json_checked(body), []
+        resource, systems = fhirmodel.load_json_checked(body)
+        issues, json_checked = [], systems is not None
     if resource.get("resourceType") == "Bundle":
         return read_bundle(resource, issues, json_checked=json_checked)
     _require_communication(resource)
@@ -216,8 +221,7 @@ def _require_communication(resource: JsonObject) -> None:
     raise WijkbrugError.from_issues([Issue(code, message, "Communication.resourceType")])
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A resource a reference points to, and its FHIRPath (for issues).
 
     ``entry`` marks a resource of its own in a Bundle (``Bundle.entry[n].resource``): its
@@ -494,9 +498,10 @@ def _care_type(resource: JsonObject, issues: list[Issue]) -> CareType | None:
         return None
     care_types: set[CareType] = set()
     for path, code in found:
-        try:
-            care_types.add(CareType(code))
-        except (ValueError, TypeError):
+        care_type = _CARE_TYPES.get(code) if isinstance(code, str) else None
+        if care_type is not None:
+            care_types.add(care_type)
+        else:
             issues.append(
                 Issue(ErrorCode.VALUE, f"unknown care type; allowed codes: {_CARE_CODES}", path)
             )
@@ -522,10 +527,9 @@ def _status(resource: JsonObject, issues: list[Issue]) -> None:
 def _priority(resource: JsonObject, issues: list[Issue]) -> Priority:
     value = resource.get("priority")
     if value is None:
-        return Priority.ROUTINE
-    try:
-        return Priority(value)
-    except (ValueError, TypeError):
+        return _ROUTINE
+    priority = _PRIORITY_CODES.get(value) if isinstance(value, str) else None
+    if priority is None:
         issues.append(
             Issue(
                 ErrorCode.VALUE,
@@ -533,7 +537,8 @@ def _priority(resource: JsonObject, issues: list[Issue]) -> Priority:
                 "Communication.priority",
             )
         )
-        return Priority.ROUTINE
+        return _ROUTINE
+    return priority
 
 
 def _subject(resource: JsonObject, refs: _References, issues: list[Issue]) -> Patient | None:
@@ -614,11 +619,13 @@ def _patient(target: Target, issues: list[Issue]) -> Patient | None:
     )
 
 
+_ADDRESS_RANK = {"home": 0, "": 1, "temp": 2, "work": 3, "billing": 4}
+
+
 def _postcode(patient: JsonObject, path: str, issues: list[Issue]) -> str | None:
     """The postcode the patient lives at: a home (or unmarked) address before others."""
-    rank = {"home": 0, "": 1, "temp": 2, "work": 3, "billing": 4}
     candidates = [
-        (rank.get(use, 5), index, raw)
+        (_ADDRESS_RANK.get(use, 5), index, raw)
         for index, address in _items(patient.get("address"))
         if (use := _code(address.get("use"))) != "old" and (raw := _str(address.get("postalCode")))
     ]
@@ -644,15 +651,15 @@ def _postcode(patient: JsonObject, path: str, issues: list[Issue]) -> str | None
     return postcode
 
 
-@dataclass(frozen=True)
-class _Person:
+# Small records of the rules are named tuples: made several times for every message, and
+# a frozen dataclass costs several times as much to make.
+class _Person(NamedTuple):
     name: str
     agb: str
     identifiers: tuple[Identifier, ...]
 
 
-@dataclass(frozen=True)
-class _Organisation:
+class _Organisation(NamedTuple):
     name: str | None = None
     agb: str | None = None
     ura: str | None = None
@@ -1120,7 +1127,8 @@ def read_bundle(
     The Bundle carries exactly one Communication; its references to other entries (by
     fullUrl, ``Type/id`` or, inside the Communication, ``#id``) are resolved, and
     ``CaseMessage.resource`` is that Communication with the entries it refers to made
-    contained: a self-contained R4 resource. Issues point into the Bundle
+    contained: a self-contained R4 resource, made of the Bundle's own resources (the
+    Bundle is handed over). Issues point into the Bundle
     (``Bundle.entry[2].resource.subject.reference``). ``json_checked`` as for
     :func:`read_communication`.
     """
@@ -1292,6 +1300,10 @@ def _self_contained(
     a contained resource loses what a contained resource may not have (narrative, version
     meta, resources of its own, which are lifted up beside it). References that resolve
     to no entry, or to a MessageHeader, are left as they are.
+
+    The result is made of the Bundle's own resources, with their references rewritten in
+    place (no copy: ``read_bundle`` is handed the Bundle, and nothing reads it after).
+    Each resource that goes in is walked once, for its references.
     """
 
     def usable(reference: str) -> tuple[_Entry, JsonObject] | None:
@@ -1300,19 +1312,21 @@ def _self_contained(
             return None
         return entry, entry.resource
 
-    wanted: dict[int, JsonObject] = {}
-    pending = [resource]
+    out = resource
+    holders = _reference_holders(out)
+    wanted: dict[int, tuple[JsonObject, list[JsonObject]]] = {}
+    pending = [holders]
     while pending:
-        for reference in _references(pending.pop()):
-            found = usable(reference)
+        for holder in pending.pop():
+            found = usable(holder["reference"])
             if found is None or found[0] is communication or found[0].index in wanted:
                 continue
-            wanted[found[0].index] = found[1]
-            pending.append(found[1])
+            wanted[found[0].index] = (found[1], _reference_holders(found[1]))
+            pending.append(wanted[found[0].index][1])
 
     contained_ids = (_str(item.get("id")) for _, item in _items(resource.get("contained")))
     taken = {local for local in contained_ids if local}
-    local_ids = {index: _fresh_id(wanted[index], taken) for index in sorted(wanted)}
+    local_ids = {index: _fresh_id(wanted[index][0], taken) for index in sorted(wanted)}
 
     def local_reference(reference: str) -> str | None:
         found = usable(reference)
@@ -1320,10 +1334,11 @@ def _self_contained(
             return None
         return "#" if found[0] is communication else "#" + local_ids[found[0].index]
 
-    out: JsonObject = _rewritten(resource, local_reference)
+    _rewrite(holders, local_reference)
     contained = [item for _, item in _items(out.get("contained"))]
     for index in sorted(wanted):
-        contained += _as_contained(wanted[index], local_ids[index], taken, local_reference)
+        copied, copied_holders = wanted[index]
+        contained += _as_contained(copied, copied_holders, local_ids[index], taken, local_reference)
     if not contained:
         return out
     # ``contained`` sits after the resource's metadata, where FHIR puts it.
@@ -1336,11 +1351,13 @@ def _self_contained(
 
 def _as_contained(
     resource: JsonObject,
+    holders: list[JsonObject],
     local_id: str,
     taken: set[str],
     bundle_reference: Callable[[str], str | None],
 ) -> list[JsonObject]:
-    """An entry's resource as a contained resource, and its own contained lifted beside it.
+    """An entry's resource (with the ``holders`` of its references) as a contained
+    resource, and its own contained lifted beside it.
 
     Its ``#id`` references follow its contained resources to their new ids; its other
     references are rewritten by ``bundle_reference`` (to the entries contained beside it).
@@ -1357,27 +1374,25 @@ def _as_contained(
         new = renamed.get(reference[1:]) if reference.startswith("#") else None
         return "#" + new if new is not None else bundle_reference(reference)
 
+    _rewrite(holders, local_reference)
     return [
-        _without_container_parts(each, each_id, local_reference)
-        for each, each_id in [(resource, local_id), *inner]
+        _without_container_parts(each, each_id) for each, each_id in [(resource, local_id), *inner]
     ]
 
 
-def _without_container_parts(
-    resource: JsonObject, local_id: str, new_reference: Callable[[str], str | None]
-) -> JsonObject:
-    """A copy with a local id and its references rewritten; no narrative, resources or
-    version meta (R4 dom-1, -2, -4, -5)."""
+def _without_container_parts(resource: JsonObject, local_id: str) -> JsonObject:
+    """The resource with a local id; no narrative, resources or version meta (R4 dom-1,
+    -2, -4, -5). It shares its parts with ``resource``."""
     out: JsonObject = {"resourceType": resource.get("resourceType"), "id": local_id}
     meta = {
-        k: _rewritten(v, new_reference)
+        k: v
         for k, v in (_obj(resource.get("meta")) or {}).items()
         if k not in _NOT_IN_CONTAINED_META
     }
     if meta:
         out["meta"] = meta
     out.update(
-        (k, _rewritten(v, new_reference))
+        (k, v)
         for k, v in resource.items()
         if k not in ("resourceType", "id", "meta", "text", "contained")
     )
@@ -1398,34 +1413,27 @@ def _fresh_id(resource: JsonObject, taken: set[str]) -> str:
     return candidate
 
 
-def _rewritten(node: Any, new_reference: Callable[[str], str | None]) -> Any:
-    """A copy of JSON data with every ``Reference.reference`` for which ``new_reference``
-    has a new value replaced (one pass: the copy and the rewrite together)."""
-    if isinstance(node, dict):
-        out: JsonObject = {}
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                out[key] = new_reference(value) or value
-            else:
-                out[key] = _rewritten(value, new_reference)
-        return out
-    if isinstance(node, list):
-        return [_rewritten(item, new_reference) for item in node]
-    return node
+def _rewrite(holders: list[JsonObject], new_reference: Callable[[str], str | None]) -> None:
+    """Every ``Reference.reference`` of ``holders`` for which ``new_reference`` has a new
+    value, replaced in place."""
+    for holder in holders:
+        if new := new_reference(holder["reference"]):
+            holder["reference"] = new
 
 
-def _references(node: Any, found: list[str] | None = None) -> list[str]:
-    """Every ``Reference.reference`` in a resource (its contained resources included)."""
+def _reference_holders(node: Any, found: list[JsonObject] | None = None) -> list[JsonObject]:
+    """Every object in a resource (its contained resources included) whose ``reference``
+    is a string, in document order."""
     out = [] if found is None else found
     if isinstance(node, list):
         for item in node:
-            _references(item, out)
+            _reference_holders(item, out)
     elif isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                out.append(value)
+                out.append(node)
             elif value.__class__ is dict or value.__class__ is list:
-                _references(value, out)
+                _reference_holders(value, out)
     return out
 
 

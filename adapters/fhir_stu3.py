@@ -156,27 +156,31 @@ def parse_communication(body: bytes, content_type: str) -> CaseMessage:
     ``CaseMessage.resource`` is the R4 form (see :func:`to_r4`). Raises ``WijkbrugError``
     with every problem found, each with a FHIRPath into the STU3 message.
     """
+    systems: list[JsonObject] | None = None
     if media_format(content_type) == "xml":
         resource, issues = fhirmodel.load_xml_stu3(body)
-        from_xml, json_checked = True, False
+        from_xml = True
     else:
-        (resource, json_checked), issues = fhirmodel.load_json_checked_stu3(body), []
-        from_xml = False
+        (resource, systems), issues, from_xml = fhirmodel.load_json_checked_stu3(body), [], False
     _require_communication(resource)
-    if not json_checked:
+    if systems is None:
         issues += fhirmodel.check_json_stu3(resource)
     structural = _version_hints(resource, issues, from_xml)
-    return read_communication(resource, structural)
+    return read_communication(resource, structural, systems)
 
 
-def read_communication(resource: JsonObject, structural: list[Issue]) -> CaseMessage:
+def read_communication(
+    resource: JsonObject, structural: list[Issue], systems: list[JsonObject] | None = None
+) -> CaseMessage:
     """A :class:`CaseMessage` from an STU3 Communication in FHIR JSON.
 
     ``structural`` are the problems :func:`fhirmodel.check_stu3` (and the XML loader)
-    found; the business rules add theirs, and all are raised together.
+    found; the business rules add theirs, and all are raised together. The R4 form is
+    made of ``resource`` itself (see :func:`to_r4` for a mapping that leaves it as it is).
+    ``systems``: every object in it with a ``system``, when the loader has found them.
     """
     mapped = _Mapping()
-    r4 = mapped.communication(resource)
+    r4 = mapped.communication(resource, systems)
     found: list[Issue] = list(mapped.issues)
     msg: CaseMessage | None = None
     try:
@@ -283,13 +287,14 @@ def _copy(
     source: JsonObject,
     target: JsonObject,
     *names: str,
-    copy: Callable[[Any], Any] = fhirmodel.json_copy,
+    copy: Callable[[Any], Any] | None = fhirmodel.json_copy,
 ) -> None:
-    """Copy elements both versions share (with their ``_`` twins, and without profiles)."""
+    """Copy elements both versions share (with their ``_`` twins, and without profiles);
+    ``copy=None`` moves them over as they are."""
     for name in names:
         for key in (name, f"_{name}"):
             if key in source:
-                target[key] = copy(source[key])
+                target[key] = source[key] if copy is None else copy(source[key])
         if name == "meta" and "meta" in target:
             meta = _without_profiles(target["meta"])
             if meta is None:
@@ -311,18 +316,40 @@ def _walk(node: Any, visit: Callable[[JsonObject], None], depth: int = 0) -> Non
             _walk(item, visit, depth + 1)
 
 
-def _r4_copy(value: Any) -> Any:
-    """A copy of STU3 JSON on its way to R4, with OID identifier systems (zib2017 senders)
-    as the NamingSystem URIs R4 nl-core uses: the STU3 -> R4 mapping copies every element
-    it carries with this, so the systems need no walk of their own."""
-    if isinstance(value, dict):
-        out = {key: _r4_copy(item) for key, item in value.items()}
-        system = out.get("system")
-        if isinstance(system, str) and system in OID_TO_SYSTEM and "code" not in out:
-            out["system"] = OID_TO_SYSTEM[system]
+def _systems_to_r4(holders: list[JsonObject]) -> None:
+    """OID identifier systems (zib2017 senders) as the NamingSystem URIs R4 nl-core uses,
+    in place (a Coding's system, next to its code, stays as it is)."""
+    for holder in holders:
+        system = holder["system"]
+        if isinstance(system, str) and system in OID_TO_SYSTEM and "code" not in holder:
+            holder["system"] = OID_TO_SYSTEM[system]
+
+
+def _with_system(node: Any, found: list[JsonObject] | None = None, depth: int = 0) -> list[Any]:
+    """Every JSON object in ``node`` with a ``system`` property. Deeper than any resource
+    can be (the STU3 check rejects it) the walk stops, where a copy would have recursed on."""
+    out: list[Any] = [] if found is None else found
+    if depth > fhirmodel.MAX_DEPTH:
         return out
+    if isinstance(node, dict):
+        if "system" in node:
+            out.append(node)
+        for value in node.values():
+            if isinstance(value, dict | list):
+                _with_system(value, out, depth + 1)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict | list):
+                _with_system(item, out, depth + 1)
+    return out
+
+
+def _json_tree(value: Any) -> Any:
+    """A copy of JSON data that shares no object with it (the mapping works in place)."""
+    if isinstance(value, dict):
+        return {key: _json_tree(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_r4_copy(item) for item in value]
+        return [_json_tree(item) for item in value]
     return value
 
 
@@ -373,26 +400,32 @@ class _Mapping:
     paths: dict[str, str] = field(default_factory=dict)
     left_out: set[str] = field(default_factory=set)  # ids of contained resources
 
-    def communication(self, source: JsonObject) -> JsonObject:
-        """The R4 Communication, its elements in R4 order."""
+    def communication(
+        self, source: JsonObject, systems: list[JsonObject] | None = None
+    ) -> JsonObject:
+        """The R4 Communication, its elements in R4 order, made of ``source`` itself: its
+        parts move over as they are, and are changed in place where R4 differs (no copy:
+        the caller hands ``source`` over). ``systems``: the objects in it with a
+        ``system``, if known (else they are looked for)."""
+        _systems_to_r4(_with_system(source) if systems is None else systems)
         out: JsonObject = {"resourceType": "Communication"}
-        _copy(source, out, "id", "meta", "implicitRules", "language", "text", copy=_r4_copy)
+        _copy(source, out, "id", "meta", "implicitRules", "language", "text", copy=None)
         self._contained(source, out)
         extensions = self._extensions(source, out)
-        _copy(source, out, "modifierExtension", "identifier", copy=_r4_copy)
+        _copy(source, out, "modifierExtension", "identifier", copy=None)
         self._definition(source, out, extensions)
-        _copy(source, out, "basedOn", "partOf", copy=_r4_copy)
+        _copy(source, out, "basedOn", "partOf", copy=None)
         self._carried(source, out)
         self._status(source, out)
         self._rename(source, out, "notDoneReason", "statusReason")
-        _copy(source, out, "category", copy=_r4_copy)
+        _copy(source, out, "category", copy=None)
         self._priority(source, out)
-        _copy(source, out, "medium", "subject", copy=_r4_copy)
+        _copy(source, out, "medium", "subject", copy=None)
         self._rename(source, out, "topic", "about")
         self._context(source, out, extensions)
-        _copy(source, out, "sent", "received", "recipient", copy=_r4_copy)
+        _copy(source, out, "sent", "received", "recipient", copy=None)
         self._sender(source, out)
-        _copy(source, out, "reasonCode", "reasonReference", "payload", "note", copy=_r4_copy)
+        _copy(source, out, "reasonCode", "reasonReference", "payload", "note", copy=None)
         if out.get("extension") == []:
             del out["extension"]
         _forget_references(out, self.left_out, "(not carried over from FHIR STU3)")
@@ -408,23 +441,23 @@ class _Mapping:
         at = f"extension[{len(extensions)}]"
         self._moved(at, stu3_path)
         self._moved(f"{at}.valueReference", stu3_path)
-        extensions.append({"url": url, "valueReference": _r4_copy(value)})
+        extensions.append({"url": url, "valueReference": value})
 
     def _rename(self, source: JsonObject, out: JsonObject, stu3_name: str, r4_name: str) -> None:
         if stu3_name in source:
-            out[r4_name] = _r4_copy(source[stu3_name])
+            out[r4_name] = source[stu3_name]
             self._moved(r4_name, stu3_name)
 
     def _contained(self, source: JsonObject, out: JsonObject) -> None:
         value = source.get("contained")
         if not isinstance(value, list):
             # Malformed: the R4 check says so at that path.
-            _copy(source, out, "contained", copy=_r4_copy)
+            _copy(source, out, "contained", copy=None)
             return
         kept: list[Any] = []
         for index, item in enumerate(value):
             # Not an object: kept as it is, for the R4 check to report at the same place.
-            mapped = _contained_to_r4(item) if isinstance(item, dict) else _r4_copy(item)
+            mapped = _contained_to_r4(item) if isinstance(item, dict) else item
             if mapped is None and isinstance(item, dict):
                 self.left_out.add(str(item.get("id")))
                 continue
@@ -436,7 +469,7 @@ class _Mapping:
         """The extensions that stay extensions (more may be added for STU3-only elements)."""
         value = source.get("extension")
         if not isinstance(value, list):
-            _copy(source, out, "extension", copy=_r4_copy)
+            _copy(source, out, "extension", copy=None)
             return []
         kept: list[Any] = []
         carried = (PRIORITY_EXTENSION, IN_RESPONSE_TO_EXTENSION, TOPIC_EXTENSION)
@@ -444,7 +477,7 @@ class _Mapping:
             if isinstance(ext, dict) and ext.get("url") in carried:
                 continue  # mapped to its R4 element
             self._moved(f"extension[{len(kept)}]", f"extension[{index}]")
-            kept.append(_r4_copy(ext))
+            kept.append(ext)
         out["extension"] = kept
         return kept
 
@@ -468,13 +501,13 @@ class _Mapping:
         for index, ext in _extensions(source, IN_RESPONSE_TO_EXTENSION):
             if isinstance(ext.get("valueReference"), dict):
                 self._moved(f"inResponseTo[{len(answers)}]", f"extension[{index}].valueReference")
-                answers.append(_r4_copy(ext["valueReference"]))
+                answers.append(ext["valueReference"])
         if answers:
             out["inResponseTo"] = answers
         for index, ext in _extensions(source, TOPIC_EXTENSION):
             if isinstance(ext.get("valueCodeableConcept"), dict):
                 self._moved("topic", f"extension[{index}].valueCodeableConcept")
-                out["topic"] = _r4_copy(ext["valueCodeableConcept"])
+                out["topic"] = ext["valueCodeableConcept"]
                 break  # R4 has one topic
 
     def _status(self, source: JsonObject, out: JsonObject) -> None:
@@ -492,9 +525,9 @@ class _Mapping:
         elif isinstance(status, str):
             out["status"] = _STATUS_TO_R4.get(status, status)
         elif status is not None:
-            out["status"] = _r4_copy(status)
+            out["status"] = status
         if "_status" in source:
-            out["_status"] = _r4_copy(source["_status"])
+            out["_status"] = source["_status"]
 
     def _priority(self, source: JsonObject, out: JsonObject) -> None:
         found = _extensions(source, PRIORITY_EXTENSION)
@@ -552,7 +585,7 @@ class _Mapping:
         sender = source.get("sender")
         if sender is None:
             return
-        out["sender"] = _r4_copy(sender)
+        out["sender"] = sender
         if not isinstance(sender, dict):
             return
         roles = _extensions(sender, ROLE_EXTENSION)
@@ -578,7 +611,7 @@ class _Mapping:
         # sender reference when the role leaves it out).
         if "practitioner" not in role and _str(sender.get("reference")):
             role["practitioner"] = {
-                k: _r4_copy(v) for k, v in sender.items() if k in ("reference", "display")
+                k: v for k, v in sender.items() if k in ("reference", "display")
             }
         self._moved("sender.reference", f"sender.extension[{index}].valueReference.reference")
         reference: JsonObject = {"reference": f"#{local}"}
@@ -587,7 +620,7 @@ class _Mapping:
             reference["display"] = display
         others = [e for i, e in enumerate(_list(sender.get("extension"))) if i != index]
         if others:
-            reference["extension"] = _r4_copy(others)
+            reference["extension"] = others
         out["sender"] = reference
 
     def _contained_resource(self, out: JsonObject, local: str) -> JsonObject | None:
@@ -614,8 +647,8 @@ class _Mapping:
 
 def _contained_to_r4(item: JsonObject) -> JsonObject | None:
     """A contained STU3 resource in R4; ``None`` if it cannot be carried over."""
-    out: JsonObject = _r4_copy(item)
-    _copy(item, out, "meta", copy=_r4_copy)  # drops the profile claims
+    out: JsonObject = item
+    _copy(item, out, "meta", copy=None)  # drops the profile claims
     kind = out.get("resourceType")
     if kind in ("Patient", "Practitioner", "RelatedPerson"):
         for name in _list(out.get("name")):
@@ -672,9 +705,10 @@ def to_r4(resource: JsonObject) -> JsonObject:
     """The R4 form of an STU3 Communication (the canonical form; see the module docstring).
 
     Total on any JSON object: what cannot be mapped is carried as it is, for the R4
-    checks to report. A valid STU3 Communication gives a valid R4 one.
+    checks to report. A valid STU3 Communication gives a valid R4 one. ``resource`` is
+    left as it is.
     """
-    return _Mapping().communication(resource)
+    return _Mapping().communication(_json_tree(resource))
 
 
 # ---------------------------------------------------------------- R4 -> STU3

@@ -540,22 +540,28 @@ _NON_STRING = {
 # nothing is subtracted; the count can then only come out too high, never too low.
 
 
-def load_json_checked(body: bytes) -> tuple[JsonObject, bool]:
-    """:func:`load_json`, and whether the resource passes the FHIR JSON rules already
-    (then ``check(resource, json_rules=False)`` is the whole check)."""
+# ``json.loads`` with an argument makes a decoder per call; this one is made once.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def load_json_checked(body: bytes) -> tuple[JsonObject, list[JsonObject] | None]:
+    """:func:`load_json`, and the JSON objects in it that have a ``system`` property
+    (identifiers, codings, ...) when it passes the FHIR JSON rules already (then
+    ``check(resource, json_rules=False)`` is the whole check); else None."""
     try:
-        data = json.loads(body.decode("utf-8-sig"), parse_constant=_reject_constant)
+        data = _DECODER.decode(body.decode("utf-8-sig"))
     except (ValueError, RecursionError):
         data = None  # load_json says what is wrong, exactly as it always has
     if data.__class__ is dict:
-        counted = _clean_resource(data, 0)
+        systems: list[JsonObject] = []
+        counted = _clean_resource(data, 0, systems)
         escaped = body.count(b'\\"') if b"\\\\" not in body else 0
         if counted >= 0 and body.count(b'"') - escaped == 2 * counted:
-            return data, True
-    return load_json(body), False
+            return data, systems
+    return load_json(body), None
 
 
-def _clean_resource(data: Any, depth: int) -> int:
+def _clean_resource(data: Any, depth: int, systems: list[JsonObject]) -> int:
     """What :func:`_clean_object` counts in a resource, or -1 where ``_check_resource``
     might report something."""
     if data.__class__ is not dict:
@@ -563,16 +569,20 @@ def _clean_resource(data: Any, depth: int) -> int:
     resource_type = data.get("resourceType")
     if resource_type.__class__ is not str or not is_resource_type(resource_type):
         return -1
-    return _clean_object(data, _slots(resource_type), depth)
+    return _clean_object(data, _slots(resource_type), depth, systems)
 
 
-def _clean_object(data: JsonObject, slots: dict[str, _Slot], depth: int) -> int:
+def _clean_object(
+    data: JsonObject, slots: dict[str, _Slot], depth: int, systems: list[JsonObject]
+) -> int:
     """The number of properties and string values in ``data`` and below it when
     ``_check_object`` would report nothing there; -1 at the first thing it might report.
     A null in an array gives up too: it is valid only beside its twin, which the full
-    walk checks."""
+    walk checks. The objects with a ``system`` go to ``systems`` on the way."""
     if depth > MAX_DEPTH or not data or (len(data) == 1 and "resourceType" in data):
         return -1
+    if "system" in data:
+        systems.append(data)
     counted = len(data)
     for key, value in data.items():
         slot = slots.get(key)
@@ -590,9 +600,9 @@ def _clean_object(data: JsonObject, slots: dict[str, _Slot], depth: int) -> int:
             if kind in (_COMPLEX, _TWIN):
                 inner = -1
                 if value.__class__ is dict:
-                    inner = _clean_object(value, _slots(slot.type_name), depth + 1)
+                    inner = _clean_object(value, _slots(slot.type_name), depth + 1, systems)
             elif kind == _RESOURCE:
-                inner = _clean_resource(value, depth + 1)
+                inner = _clean_resource(value, depth + 1, systems)
             elif kind == _VALUE:
                 problem = _primitive_problem(value, slot.type_name, slot.expected)
                 inner = -1 if problem else 0
@@ -620,13 +630,13 @@ def _clean_object(data: JsonObject, slots: dict[str, _Slot], depth: int) -> int:
             for item in value:
                 if item.__class__ is not dict:
                     return -1
-                inner = _clean_object(item, inner_slots, depth + 1)
+                inner = _clean_object(item, inner_slots, depth + 1, systems)
                 if inner < 0:
                     return -1
                 counted += inner
         elif kind == _RESOURCE:
             for item in value:
-                inner = _clean_resource(item, depth + 1)
+                inner = _clean_resource(item, depth + 1, systems)
                 if inner < 0:
                     return -1
                 counted += inner
@@ -976,10 +986,10 @@ def is_resource_type_stu3(name: str) -> bool:
     return known
 
 
-def load_json_checked_stu3(body: bytes) -> tuple[JsonObject, bool]:
-    """:func:`load_json`, and whether the resource passes the STU3 FHIR JSON rules already
-    (see :func:`load_json_checked`)."""
-    loaded: tuple[JsonObject, bool] = _STU3["load_json_checked"](body)
+def load_json_checked_stu3(body: bytes) -> tuple[JsonObject, list[JsonObject] | None]:
+    """:func:`load_json`, and the objects with a ``system`` when the resource passes the
+    STU3 FHIR JSON rules already, else None (see :func:`load_json_checked`)."""
+    loaded: tuple[JsonObject, list[JsonObject] | None] = _STU3["load_json_checked"](body)
     return loaded
 
 
