@@ -20,7 +20,9 @@ from bridge.errors import ErrorCode, WijkbrugError
 from bridge.service import Bridge
 
 
-def get_bridge(request: Request) -> Bridge:
+async def get_bridge(request: Request) -> Bridge:
+    # async, though it awaits nothing: FastAPI runs a plain def dependency in a worker
+    # thread, a round trip every request would pay for a dictionary lookup.
     bridge: Bridge = request.app.state.bridge
     return bridge
 
