@@ -220,8 +220,9 @@ _OPEN_CASE = select(_CASES.c.id, _CASES.c.number).where(
     _CASES.c.patient_key == bindparam("patient"),
     _CASES.c.practice_id == bindparam("practice"),
     _CASES.c.provider_id == bindparam("provider"),
-    # Spelled out, not bound: it is the condition of the open-case index.
-    literal_column("status") == literal_column("'open'"),
+    # Spelled out, not bound: the open-case index is partial (status = 'open'), and a
+    # bound value cannot select it in a prepared statement's generic plan (PostgreSQL).
+    _CASES.c.status == literal_column("'open'"),
 )
 _CASE_NUMBERED = (
     update(_CASES).where(_CASES.c.id == bindparam("case")).values(number=bindparam("number"))
