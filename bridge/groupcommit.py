@@ -11,9 +11,9 @@ that waited, as one batch, while the next ones queue:
     thread C, D --submit--> wait ................................................> answered
 
 There is no writer thread of its own and no timer: a lone write is written at once, by
-the thread that submitted it. Each job's answer (or its error) is given only after the
-batch's ``write`` returned, i.e. after its commit. Which jobs of a batch fail alone is
-for ``write`` to decide (the store writes each under a savepoint).
+the thread that submitted it. ``write`` answers each job: a result only once the batch
+is committed, an error as soon as it knows one. Which jobs of a batch fail alone is for
+``write`` to decide (the store writes each under a savepoint).
 """
 
 from __future__ import annotations
