@@ -366,7 +366,7 @@ class Store(Directory):
     def _write_acceptances(self, jobs: Sequence[Job[_Acceptance, _Accepted]]) -> None:
         """One batch of :meth:`accept_message`: each message under a savepoint of one
         transaction, so one that fails takes only its own rows (and audit entries) back.
-        Its answers are given once the transaction is committed; a message that met a
+        Its results are given once the transaction is committed; a message that met a
         concurrent writer (a unique key, a deadlock), and every message of a transaction
         that failed as a whole, goes again alone."""
         done: list[tuple[Job[_Acceptance, _Accepted], _Accepted]] = []
