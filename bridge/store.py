@@ -314,27 +314,29 @@ class Store(Directory):
     ) -> StoredCommunication | None:
         """The sender's own message with this identifier (a re-post); read access is
         recorded when ``access`` is given."""
-        where = (
-            Communication.author_org_id == author_org_id,
-            Communication.identifier_system == identifier.system,
-            Communication.identifier_value == identifier.value,
-        )
-        with self.reading() as s:  # most posts are new: look without the write lock
-            if s.scalar(select(Communication.id).where(*where)) is None:
+        where = {"org": author_org_id, "system": identifier.system, "value": identifier.value}
+        with self.read_connection() as conn:  # most posts are new: look without the write lock
+            if conn.execute(_SENDERS_OWN, where).scalar() is None:
                 return None
         with self.session() as s:
-            comm = s.scalar(select(Communication).where(*where))
-            if comm is None:  # pragma: no cover - messages are never deleted but by retention
+            known = s.connection().execute(_SENDERS_OWN, where).scalar()
+            if known is None:  # pragma: no cover - messages are never deleted but by retention
                 return None
-            if access is not None:
-                self._audit(
-                    s,
-                    access,
-                    "message.read",
-                    patient=self._patient_of(s, comm),
-                    obj=f"Communication/{comm.id}",
-                )
-            return self._stored(comm)
+            return self._read_again(s, known, access)
+
+    def _read_again(self, s: Session, comm_id: str, access: Access | None) -> StoredCommunication:
+        """A message its sender posted again, as stored; the reading audited."""
+        comm = s.get(Communication, comm_id)
+        assert comm is not None
+        if access is not None:
+            self._audit(
+                s,
+                access,
+                "message.read",
+                patient=self._patient_of(s, comm),
+                obj=f"Communication/{comm.id}",
+            )
+        return self._stored(comm)
 
     def accept_message(
         self,
@@ -395,17 +397,11 @@ class Store(Directory):
             try:
                 with self.session() as s:
                     return self._accept_in(s, work)
-            except IntegrityError:
-                # Either a re-post of the same identifier won the race (return it), or a
-                # concurrent first message of the same case created the case (go again).
-                existing = self.find_by_identifier(
-                    work.practice.id, work.msg.identifier, work.access
-                )
-                if existing is not None:
-                    return existing, False
-            except OperationalError as exc:
-                # PostgreSQL chose this transaction as a deadlock victim or could not
-                # serialise it; it was rolled back whole, so going again is safe.
+            except (IntegrityError, OperationalError) as exc:
+                # A concurrent writer: a re-post of the same identifier won the race (the
+                # next try finds it and returns it), a concurrent first message of the
+                # same case created the case (the next try joins it), or PostgreSQL chose
+                # this transaction as a deadlock victim. It was rolled back whole.
                 if not _concurrent(exc):
                     raise
         raise WijkbrugError(ErrorCode.UNAVAILABLE, "too many concurrent writes; try again")
@@ -425,16 +421,7 @@ class Store(Directory):
             {"org": practice.id, "system": identifier.system, "value": identifier.value},
         ).scalar()
         if known is not None:
-            comm = s.get(Communication, known)
-            assert comm is not None
-            self._audit(
-                s,
-                access,
-                "message.read",
-                patient=self._patient_of(s, comm),
-                obj=f"Communication/{known}",
-            )
-            return self._stored(comm), False
+            return self._read_again(s, known, access), False
         case_id, number = conn.execute(
             _OPEN_CASE,
             {"patient": patient_key, "practice": practice.id, "provider": decision.provider_id},

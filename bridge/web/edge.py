@@ -29,7 +29,7 @@ from bridge.observability import REQUEST_ID, REQUESTS, request_id, surface
 
 log = logging.getLogger(__name__)
 
-FHIR_JSON = b"application/fhir+json"
+FHIR_JSON = fhir_r4.FHIR_JSON.encode()
 
 
 class Edge:
