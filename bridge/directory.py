@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, time
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, or_, select
+from sqlalchemy import Connection, Select, Table, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -212,6 +212,9 @@ class Directory(AuditTrail):
         raise NotImplementedError
 
     def read_connection(self) -> AbstractContextManager[Connection]:  # provided by Store
+        raise NotImplementedError
+
+    def read_constant(self, statement: Select[Any]) -> Any:  # provided by Store
         raise NotImplementedError
 
     _cached_table: tuple[int, RoutingTable] | None = None
@@ -780,9 +783,9 @@ class Directory(AuditTrail):
 
     def directory_version(self) -> int:
         """The directory's version now: every admin change bumps it (one indexed read,
-        without a session; what the caches of the hot paths check against)."""
-        with self.read_connection() as conn:
-            value = conn.execute(_VERSION_NOW).scalar()
+        straight on the database driver; what the caches of the hot paths check against,
+        at every request)."""
+        value = self.read_constant(_VERSION_NOW)
         return int(value) if value is not None else 0
 
     def routing_table(self) -> RoutingTable:

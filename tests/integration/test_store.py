@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, text
+from sqlalchemy import event, func, select, text
 
 from bridge import files
 from bridge.canonical import CareType, Party, Priority, Reply
@@ -138,6 +138,39 @@ def test_messages_accepted_together_share_a_commit_and_fail_alone(store: Store) 
         case_count = s.execute(text("SELECT COUNT(*) FROM cases")).scalar_one()
     assert sorted(stored) == sorted(["first", "other-patient", *[f"m{n}" for n in range(10)]])
     assert outbox == 12 and created_entries == 12 and case_count == 2
+    assert store.verify_audit() == []
+
+
+def test_a_message_stored_alone_that_fails_leaves_nothing_and_gets_its_own_error(
+    store: Store,
+) -> None:
+    """A batch of one has no savepoint: when its message fails half-way (its case row is
+    written, its communication is not), the whole transaction is rolled back, the sender
+    gets that message's own error, and it is not tried a second time."""
+    region(store)
+    practice = store.find_org("01234567")
+    decision = store.decide(CareType.WONDZORG, "1092AB")
+    renders: list[str] = []
+
+    def broken_render(comm_id: str, number: str, now: datetime) -> dict[str, Any]:
+        renders.append(number)
+        raise ValueError("cannot render this one")
+
+    tables = ("cases", "communications", "outbox", "routing_decisions", "audit_log")
+
+    def counts() -> list[int]:
+        with store.session() as s:
+            return [
+                s.execute(select(func.count()).select_from(Base.metadata.tables[t])).scalar_one()
+                for t in tables
+            ]
+
+    before = counts()
+    with pytest.raises(ValueError, match="cannot render"):
+        store.accept_message(practice, message("alone"), decision, broken_render)
+    assert len(renders) == 1  # not retried as if a concurrent writer had been in the way
+    assert counts() == before
+    assert store.accept_message(practice, message("alone"), decision, render)[1]
     assert store.verify_audit() == []
 
 
