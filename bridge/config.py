@@ -129,12 +129,24 @@ class OfficeHoursSection(_Section):
 
 
 class EscalationSection(_Section):
-    """How long an urgent message may wait for a nurse before it is offered further."""
+    """How long an urgent message may wait for a nurse before it is offered further. The
+    more urgent a priority (FHIR request-priority: ``stat``, then ``asap``, then
+    ``urgent``), the shorter its wait; the outbox delivers in the same order."""
 
-    urgent_minutes: float = 30.0
-    asap_minutes: float = 60.0
-    stat_minutes: float = 15.0
-    check_interval_seconds: float = 15.0
+    urgent_minutes: float = Field(default=30.0, gt=0)
+    asap_minutes: float = Field(default=20.0, gt=0)
+    stat_minutes: float = Field(default=15.0, gt=0)
+    check_interval_seconds: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _most_urgent_waits_least(self) -> EscalationSection:
+        if not self.stat_minutes <= self.asap_minutes <= self.urgent_minutes:
+            raise ValueError(
+                "stat_minutes <= asap_minutes <= urgent_minutes, as FHIR ranks them (stat "
+                f"is the most urgent); got stat {self.stat_minutes:g}, asap "
+                f"{self.asap_minutes:g}, urgent {self.urgent_minutes:g}"
+            )
+        return self
 
     def limit_minutes(self, priority: str) -> float | None:
         return {

@@ -26,7 +26,15 @@ def site(
 ) -> Iterator[tuple[BridgeSite, SynapseInstance, str]]:
     bridge = BridgeSite.prepare(tmp_path_factory.mktemp("wijkbrug-esc"))
     # Seconds instead of half an hour, so the test can watch it happen.
-    bridge.configure("escalation", {"urgent_minutes": 0.05, "check_interval_seconds": 0.5})
+    bridge.configure(
+        "escalation",
+        {
+            "urgent_minutes": 0.05,
+            "asap_minutes": 0.05,
+            "stat_minutes": 0.05,
+            "check_interval_seconds": 0.5,
+        },
+    )
     synapse = synapse_factory(appservice_files=[bridge.registration_path])
     bridge.point_at(synapse.base_url)
     bridge.start()

@@ -87,6 +87,24 @@ def test_registration_claims_the_ghost_namespace_exclusively() -> None:
     assert reg["as_token"] == "a" and reg["hs_token"] == "b"
 
 
+def test_escalation_limits_follow_fhir_priority_order() -> None:
+    """stat is more urgent than asap, asap more than urgent (FHIR request-priority, the
+    order the outbox delivers in): a more urgent message never waits longer."""
+    base = {"appservice": {"as_token": "a", "hs_token": "b"}}
+    limits = parse_settings(base).escalation
+    assert limits.stat_minutes <= limits.asap_minutes <= limits.urgent_minutes
+    assert limits.limit_minutes("asap") == limits.asap_minutes
+    assert limits.limit_minutes("routine") is None
+    with pytest.raises(ConfigError, match=r"escalation.*asap_minutes <= urgent_minutes"):
+        parse_settings({**base, "escalation": {"urgent_minutes": 30, "asap_minutes": 60}})
+    with pytest.raises(ConfigError, match=r"escalation\.stat_minutes"):
+        parse_settings({**base, "escalation": {"stat_minutes": 0}})
+    with pytest.raises(ConfigError, match="got stat 15, asap 5, urgent 5"):
+        parse_settings({**base, "escalation": {"urgent_minutes": 5, "asap_minutes": 5}})
+    tight = {"urgent_minutes": 5, "asap_minutes": 5, "stat_minutes": 2}
+    assert parse_settings({**base, "escalation": tight}).escalation.limit_minutes("stat") == 2
+
+
 def test_office_hours_are_checked() -> None:
     base = {"appservice": {"as_token": "a", "hs_token": "b"}}
     settings = parse_settings({**base, "office_hours": {"opens": "07:30", "closes": "18:00"}})
