@@ -78,7 +78,8 @@ class Bridge:
         self._ghosts: dict[str, Device] = {}
         self._ghost_lock = asyncio.Lock()
         self._profiles_set: set[tuple[str, str]] = set()
-        self._prepared: dict[tuple[str, str], list[str]] = {}
+        # (room, sender) -> (whom the room was prepared for, who of them is in it)
+        self._prepared: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
         self._haps_invited: set[tuple[str, int]] = set()
         self._key_requested: set[str] = set()
         self._outbox_wake = asyncio.Event()
@@ -553,14 +554,17 @@ class Bridge:
         chat, the GP) invited, also after a crash between those steps; returns the room
         and the people in it who must be able to read the message."""
         room_id = item.case.room_id
+        wanted = list(dict.fromkeys([*item.members, *([chat_user] if chat_user else [])]))
         if room_id is None:
             ghost = [sender_id] if sender_id != self.bot.user_id else []
             room_id = await self._create_room(item, chat_user or sender_id, ghost)
             members = dict.fromkeys(ghost, "invite")  # a new room: nobody else yet
         else:
             known = self._prepared.get((room_id, sender_id))
-            if known is not None:
-                return room_id, known
+            # The team as it was when the room was last prepared: a nurse who joined the
+            # team since is invited with the case's next message.
+            if known is not None and known[0] == wanted:
+                return room_id, known[1]
             members = await self.api.members(room_id)
         if sender_id != self.bot.user_id and members.get(sender_id) != "join":
             if members.get(sender_id) != "invite":
@@ -575,7 +579,6 @@ class Bridge:
                 return False
             return True
 
-        wanted = list(dict.fromkeys([*item.members, *([chat_user] if chat_user else [])]))
         # A nurse who left or was removed (any other state) is not pulled back in.
         missing = [m for m in wanted if members.get(m) is None]
         invited = await asyncio.gather(*(invite(m) for m in missing))
@@ -587,7 +590,7 @@ class Bridge:
             raise MatrixError(
                 f"case {item.case.number}: no member of the team could be invited", status=503
             )
-        self._prepared[(room_id, sender_id)] = present
+        self._prepared[(room_id, sender_id)] = (wanted, present)
         return room_id, present
 
     # ------------------------------------------------------------------ transactions

@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import yaml
 from fastapi.testclient import TestClient
@@ -104,3 +106,50 @@ def test_echoes_of_our_own_users_are_settled_on_arrival(tmp_path: Path) -> None:
                 s.execute(text("SELECT event_id, state FROM inbound_events")).all()
             )
         assert states == {"$echo": "ignored", "$bot": "ignored", "$nurse": "pending"}
+
+
+def test_a_nurse_who_joined_the_team_is_invited_with_the_cases_next_message(
+    tmp_path: Path,
+) -> None:
+    """The case room is prepared once per sender and then remembered; a nurse added to
+    the team after that is invited when the case's next message is delivered, and a team
+    that did not change costs no homeserver request at all."""
+    calls: list[tuple[str, str]] = []
+    in_room: dict[str, str] = {"@ghost:localhost": "join", "@anna:localhost": "join"}
+
+    class Homeserver:
+        async def members(self, room_id: str) -> dict[str, str]:
+            calls.append(("members", room_id))
+            return dict(in_room)
+
+        async def invite(self, room_id: str, user_id: str) -> None:
+            calls.append(("invite", user_id))
+            in_room[user_id] = "invite"
+
+        async def join(self, room_id: str, user_id: str) -> None:  # pragma: no cover
+            raise AssertionError("the ghost is in the room already")
+
+        async def close(self) -> None:
+            pass
+
+    def work(*members: str) -> OutboxWork:
+        case = SimpleNamespace(room_id="!case:localhost", number="C-1")
+        return cast(OutboxWork, SimpleNamespace(case=case, members=members))
+
+    with TestClient(create_app(load_settings(generate_config(tmp_path)), run_bridge=False)) as c:
+        bridge: Bridge = c.app.state.bridge  # type: ignore[attr-defined]
+        bridge.api = Homeserver()  # type: ignore[assignment]
+
+        async def deliveries() -> list[list[str]]:
+            ghost = "@ghost:localhost"
+            return [
+                (await bridge._prepare_room(work("@anna:localhost"), ghost))[1],
+                (await bridge._prepare_room(work("@anna:localhost"), ghost))[1],
+                (await bridge._prepare_room(work("@anna:localhost", "@bea:localhost"), ghost))[1],
+            ]
+
+        first, same_team, grown = asyncio.run(deliveries())
+    assert first == same_team == ["@anna:localhost"]
+    assert grown == ["@anna:localhost", "@bea:localhost"]
+    room = "!case:localhost"
+    assert calls == [("members", room), ("members", room), ("invite", "@bea:localhost")]
