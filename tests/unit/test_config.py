@@ -91,10 +91,13 @@ def test_escalation_limits_follow_fhir_priority_order() -> None:
     """stat is more urgent than asap, asap more than urgent (FHIR request-priority, the
     order the outbox delivers in): a more urgent message never waits longer."""
     base = {"appservice": {"as_token": "a", "hs_token": "b"}}
-    limits = parse_settings(base).escalation
-    assert limits.stat_minutes <= limits.asap_minutes <= limits.urgent_minutes
-    assert limits.limit_minutes("asap") == limits.asap_minutes
-    assert limits.limit_minutes("routine") is None
+    limits = parse_settings(base).escalation  # the defaults the README gives
+    assert [limits.limit_minutes(p) for p in ("stat", "asap", "urgent", "routine")] == [
+        15,
+        20,
+        30,
+        None,
+    ]
     with pytest.raises(ConfigError, match=r"escalation.*asap_minutes <= urgent_minutes"):
         parse_settings({**base, "escalation": {"urgent_minutes": 30, "asap_minutes": 60}})
     with pytest.raises(ConfigError, match=r"escalation\.stat_minutes"):
